@@ -1,0 +1,109 @@
+"""`jaxrl57 train`: the command line of the toolkit.
+
+    jaxrl57 train [AGENT] [--env ENV] [--steps N] [--seed S] [--out DIR]
+                  [--seeds K] [--sweep NAME=V1,V2,...] [--set NAME=VALUE ...]
+    jaxrl57 train --resume DIR
+
+With no arguments it trains `dqn` on `jax:CartPole-v1` (the CartPole-v1
+dynamics written in JAX, so the whole run is one compiled program). `--seeds`
+and `--sweep` train all members in ONE compiled program (`jax.vmap`).
+Bad input ends with one `jaxrl57: error: ...` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import time
+
+_START = time.perf_counter()
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import sys  # noqa: E402
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxrl57", description="Value-based deep RL in JAX, DQN to Agent57.")
+    sub = parser.add_subparsers(dest="command")
+    train = sub.add_parser("train", help="train an agent")
+    train.error = parser.error  # type: ignore[method-assign]
+    train.add_argument("agent", nargs="?", default="dqn",
+                       help="preset: dqn, double_dqn, dueling, prioritized (default dqn)")
+    train.add_argument("--env", default="jax:CartPole-v1",
+                       help="env id: jax:CartPole-v1, jax:Catch, jax:Cave, or an EnvPool id "
+                            "such as CartPole-v1 or Breakout-v5 (default jax:CartPole-v1)")
+    train.add_argument("--steps", type=int, default=None, help="env steps per member")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seeds", type=int, default=1,
+                       help="train K seeds (seed, seed+1, ...) in one compiled program")
+    train.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
+                       help="sweep a traced hyperparameter in one compiled program "
+                            "(repeat for a grid)")
+    train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a setting (agent config, hyperparameter or loop)")
+    train.add_argument("--out", default=None, help="output folder (default runs/AGENT-ENV-SEED)")
+    train.add_argument("--resume", default=None, metavar="DIR",
+                       help="continue the run saved in DIR from its last checkpoint")
+    train.add_argument("--checkpoint-every", type=int, default=1, metavar="ROWS",
+                       help="write a checkpoint every ROWS log rows (default 1)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise UsageError(f"{flag} expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv or ["train"])
+        if args.command != "train":
+            raise UsageError("the only command is 'train' (try: jaxrl57 train --help)")
+        from jaxrl57.train import run_training
+        return run_training(args, _START)
+    except UsageError as e:
+        print(f"jaxrl57: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("jaxrl57: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+def parse_members(args) -> tuple[list[int], list[dict[str, str]]]:
+    """Seeds and hyperparameter overrides of each member (sweep grid x seeds)."""
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    grid_axes = []
+    for item in args.sweep:
+        name, sep, values = item.partition("=")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not name or not vals:
+            raise UsageError(f"--sweep expects NAME=V1,V2,..., got {item!r}")
+        grid_axes.append([(name.strip(), v) for v in vals])
+    combos = [dict(c) for c in itertools.product(*grid_axes)] if grid_axes else [{}]
+    seeds, overrides = [], []
+    for combo in combos:
+        for i in range(args.seeds):
+            seeds.append(args.seed + i)
+            overrides.append(combo)
+    return seeds, overrides
+
+
+__all__ = ["main", "build_parser", "parse_members", "UsageError"]

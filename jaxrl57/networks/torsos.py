@@ -1,0 +1,75 @@
+"""Torsos: observation -> feature vector.
+
+Each torso maps ONE observation (no batch axis is assumed: leading axes are
+kept) to features; heads turn features into values. Pixels arrive as uint8
+and are scaled to [0, 1] here, so replay can keep them as bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def _to_float(x):
+    if x.dtype == jnp.uint8:
+        return x.astype(jnp.float32) / 255.0
+    return x.astype(jnp.float32)
+
+
+class MLPTorso(nn.Module):
+    """Flattens the trailing `obs_ndim` axes and applies ReLU layers."""
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs):
+        x = _to_float(obs)
+        x = x.reshape(x.shape[: x.ndim - self.obs_ndim] + (-1,))
+        for size in self.hidden_sizes:
+            x = nn.relu(nn.Dense(size)(x))
+        return x
+
+
+class ConvTorso(nn.Module):
+    """Convolutions + one dense layer (Mnih et al. 2015, "Methods: model architecture").
+
+    The defaults are the Nature DQN torso: 32 8x8/4, 64 4x4/2, 64 3x3/1, dense
+    512, all ReLU. `channels_first` accepts EnvPool's [C, H, W] frame stacks
+    and moves channels last for flax's NHWC convolutions.
+    """
+
+    features: Sequence[int] = (32, 64, 64)
+    kernels: Sequence[int] = (8, 4, 3)
+    strides: Sequence[int] = (4, 2, 1)
+    dense: int = 512
+    channels_first: bool = False
+    padding: str = "VALID"
+
+    @nn.compact
+    def __call__(self, obs):
+        x = _to_float(obs)
+        if self.channels_first:
+            x = jnp.moveaxis(x, -3, -1)
+        batch_shape = x.shape[:-3]
+        x = x.reshape((-1,) + x.shape[-3:])
+        for f, k, s in zip(self.features, self.kernels, self.strides, strict=True):
+            x = nn.relu(nn.Conv(f, (k, k), strides=(s, s), padding=self.padding)(x))
+        x = x.reshape(batch_shape + (-1,))
+        return nn.relu(nn.Dense(self.dense)(x))
+
+
+def nature_cnn(channels_first: bool = True) -> ConvTorso:
+    """The torso of Nature DQN (84x84x4 input)."""
+    return ConvTorso(channels_first=channels_first)
+
+
+def small_cnn(channels_first: bool = False) -> ConvTorso:
+    """A torso for the small pixel games (Catch 16x16, CAVE 48x48)."""
+    return ConvTorso(
+        features=(16, 32), kernels=(3, 3), strides=(1, 2), dense=256,
+        channels_first=channels_first, padding="SAME",
+    )

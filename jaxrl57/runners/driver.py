@@ -1,0 +1,55 @@
+"""Drivers: the host-side object the command line steps row by row.
+
+A driver owns the complete state of a run for K members and exposes
+`run_row() -> [K row dicts]`, `get_state()` / `set_state()` (for checkpoints)
+and `state_template()` (the expected tree, to validate a checkpoint).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxrl57.agents.dqn import DQNHParams, make_dqn
+from jaxrl57.runners.on_device import make_runner
+
+
+def stack_hparams(member_hparams: list[dict]) -> DQNHParams:
+    members = [DQNHParams.create(**h) for h in member_hparams]
+    return jax.tree.map(lambda *xs: np.stack(xs), *members)
+
+
+def _rows_to_dicts(rows, num_members: int) -> list[dict]:
+    host = jax.device_get(rows)
+    return [{k: float(np.asarray(v)[m, 0]) if np.issubdtype(np.asarray(v).dtype, np.floating)
+             else int(np.asarray(v)[m, 0]) for k, v in host.items()}
+            for m in range(num_members)]
+
+
+class JaxDriver:
+    """K members of an on-device run, vmapped into one compiled program."""
+
+    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int]):
+        from jaxrl57 import envs
+
+        env = envs.make_env(env_id)
+        self.agent = make_dqn(settings.agent_config, env.spec, settings.run_config.num_envs)
+        init, run_rows = make_runner(self.agent, env, settings.run_config)
+        self.metric_names = self.agent.metric_names
+        self.num_members = len(seeds)
+        keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
+        self._row = jax.jit(jax.vmap(lambda s: run_rows(s, 1)), donate_argnums=0)
+        self.state = jax.jit(jax.vmap(init))(keys, stack_hparams(member_hparams))
+
+    def run_row(self) -> list[dict]:
+        self.state, rows = self._row(self.state)
+        return _rows_to_dicts(rows, self.num_members)
+
+    def state_template(self):
+        return self.state
+
+    def get_state(self):
+        return self.state
+
+    def set_state(self, state) -> None:
+        self.state = jax.tree.map(jax.numpy.asarray, state)

@@ -1,0 +1,215 @@
+"""The on-device runner: a whole training of a JAX environment as one `lax.scan`.
+
+Acting, environment steps, replay writes, gradient updates and periodic
+greedy evaluation all run inside one compiled program, so
+
+    train = make_train(agent, env, config)
+    final, metrics = jax.jit(jax.vmap(train))(keys, hparams)   # a sweep, one program
+
+trains a population of K members (seeds and/or hyperparameter values) at
+once. The loop is cut into log rows: one row is `iterations_per_row`
+iterations, each stepping all `num_envs` environments once and, every
+`train_every` iterations, doing `updates_per_train` gradient updates (once
+replay holds `learning_starts` transitions). The replay ratio is therefore
+`updates_per_train / (train_every * num_envs)` updates per env step.
+
+`run_rows(state, num_rows)` advances a `RunnerState` by some rows; the
+command line calls it chunk by chunk so it can show progress and write
+checkpoints, and because the computation is deterministic a run resumed from
+a checkpoint ends with exactly the metrics of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl57.agents.base import Agent
+from jaxrl57.envs.base import JaxEnv
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Static loop settings."""
+
+    total_steps: int = 100_000  # env steps per member
+    num_envs: int = 8
+    train_every: int = 1  # iterations between training phases
+    updates_per_train: int = 1
+    num_rows: int = 20  # log rows over the run
+    eval_episodes: int = 10
+    eval_every_rows: int = 1  # the last row is always evaluated
+
+    @property
+    def iterations_per_row(self) -> int:
+        return max(1, math.ceil(self.total_steps / (self.num_rows * self.num_envs)))
+
+    @property
+    def steps_per_row(self) -> int:
+        return self.iterations_per_row * self.num_envs
+
+    def validate(self) -> None:
+        for name in ("total_steps", "num_envs", "train_every", "updates_per_train", "num_rows",
+                     "eval_episodes", "eval_every_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class RunnerState(NamedTuple):
+    agent: Any
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    episode_return: jax.Array  # [E] running undiscounted return
+    episode_length: jax.Array  # [E]
+    row: jax.Array  # int32: log rows completed
+
+
+ROW_FIELDS = ("env_steps", "updates", "episode_return", "episode_length", "episodes",
+              "eval_return")
+
+
+def _where_done(done, new, old):
+    return jax.tree.map(
+        lambda n, o: jnp.where(done.reshape(done.shape + (1,) * (n.ndim - 1)), n, o), new, old)
+
+
+def make_evaluate(agent: Agent, env: JaxEnv, num_episodes: int):
+    """Mean undiscounted return of `num_episodes` episodes of `agent.act_eval`."""
+    horizon = env.spec.max_episode_steps
+
+    def evaluate(agent_state, key):
+        reset_key, key = jax.random.split(key)
+        env_state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
+
+        def body(carry, _):
+            env_state, obs, returns, alive, key = carry
+            key, act_key, step_key = jax.random.split(key, 3)
+            actions = agent.act_eval(agent_state, obs, act_key)
+            env_state, obs, reward, term, trunc = jax.vmap(env.step)(
+                jax.random.split(step_key, num_episodes), env_state, actions)
+            returns = returns + jnp.where(alive, reward, 0.0)
+            alive = alive & ~(term | trunc)
+            return (env_state, obs, returns, alive, key), None
+
+        init = (env_state, obs, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool), key)
+        (_, _, returns, _, _), _ = jax.lax.scan(body, init, length=horizon)
+        return jnp.mean(returns)
+
+    return evaluate
+
+
+def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
+    """Returns `(init, run_rows)`: `init(key, hparams) -> RunnerState` and
+    `run_rows(state, num_rows) -> (state, rows)` where `rows` maps each name of
+    `ROW_FIELDS` and `agent.metric_names` to a [num_rows] array."""
+    config.validate()
+    E = config.num_envs
+    evaluate = make_evaluate(agent, env, config.eval_episodes)
+
+    def init(key, hparams) -> RunnerState:
+        agent_key, env_key, key = jax.random.split(key, 3)
+        env_state, obs = jax.vmap(env.reset)(jax.random.split(env_key, E))
+        return RunnerState(
+            agent=agent.init(agent_key, hparams), env_state=env_state, obs=obs, key=key,
+            episode_return=jnp.zeros(E), episode_length=jnp.zeros(E, jnp.int32),
+            row=jnp.zeros((), jnp.int32))
+
+    zero_metrics = {name: jnp.zeros(()) for name in agent.metric_names}
+
+    def train_phase(agent_state, key):
+        def one_update(carry, k):
+            s, totals = carry
+            s, m = agent.update(s, k)
+            return (s, jax.tree.map(jnp.add, totals, m)), None
+
+        def do(s):
+            (s, totals), _ = jax.lax.scan(one_update, (s, zero_metrics),
+                                          jax.random.split(key, config.updates_per_train))
+            return s, totals, jnp.float32(config.updates_per_train)
+
+        return jax.lax.cond(agent.can_update(agent_state), do,
+                            lambda s: (s, zero_metrics, jnp.float32(0.0)), agent_state)
+
+    def iteration(carry, i):
+        state, stats = carry
+        key, act_key, step_key, reset_key, update_key = jax.random.split(state.key, 5)
+        actions, agent_state = agent.act(state.agent, state.obs, act_key)
+        env_state, next_obs, reward, term, trunc = jax.vmap(env.step)(
+            jax.random.split(step_key, E), state.env_state, actions)
+        agent_state = agent.observe(agent_state, state.obs, actions, reward, term, trunc,
+                                    next_obs)
+        done = term | trunc
+        reset_state, reset_obs = jax.vmap(env.reset)(jax.random.split(reset_key, E))
+        env_state = _where_done(done, reset_state, env_state)
+        obs = _where_done(done, reset_obs, next_obs)
+        ep_return = state.episode_return + reward
+        ep_length = state.episode_length + 1
+        stats = dict(
+            stats,
+            return_sum=stats["return_sum"] + jnp.sum(jnp.where(done, ep_return, 0.0)),
+            length_sum=stats["length_sum"] + jnp.sum(jnp.where(done, ep_length, 0)),
+            episodes=stats["episodes"] + jnp.sum(done))
+
+        def train(s):
+            return train_phase(s, update_key)
+
+        agent_state, totals, n = jax.lax.cond(
+            jnp.mod(i, config.train_every) == 0, train,
+            lambda s: (s, zero_metrics, jnp.float32(0.0)), agent_state)
+        stats = dict(stats, updates_done=stats["updates_done"] + n,
+                     metric_sums=jax.tree.map(jnp.add, stats["metric_sums"], totals))
+        state = state._replace(
+            agent=agent_state, env_state=env_state, obs=obs, key=key,
+            episode_return=jnp.where(done, 0.0, ep_return),
+            episode_length=jnp.where(done, 0, ep_length))
+        return (state, stats), None
+
+    def one_row(state: RunnerState, _):
+        stats = dict(return_sum=jnp.zeros(()), length_sum=jnp.zeros((), jnp.int32),
+                     episodes=jnp.zeros((), jnp.int32), updates_done=jnp.zeros(()),
+                     metric_sums=zero_metrics)
+        first = state.row * config.iterations_per_row
+        (state, stats), _ = jax.lax.scan(
+            iteration, (state, stats), first + jnp.arange(config.iterations_per_row))
+        key, eval_key = jax.random.split(state.key)
+        state = state._replace(key=key, row=state.row + 1)
+        is_eval_row = (jnp.mod(state.row, config.eval_every_rows) == 0) | (
+            state.row == config.num_rows)
+        eval_return = jax.lax.cond(is_eval_row, lambda: evaluate(state.agent, eval_key),
+                                   lambda: jnp.float32(jnp.nan))
+        episodes = stats["episodes"]
+        safe = jnp.maximum(episodes, 1)
+        row = {
+            "env_steps": state.row * config.steps_per_row,
+            "updates": state.agent.updates if hasattr(state.agent, "updates") else jnp.int32(0),
+            "episode_return": jnp.where(episodes > 0, stats["return_sum"] / safe, jnp.nan),
+            "episode_length": jnp.where(episodes > 0, stats["length_sum"] / safe, jnp.nan),
+            "episodes": episodes,
+            "eval_return": eval_return,
+        }
+        n = jnp.maximum(stats["updates_done"], 1.0)
+        row.update({k: jnp.where(stats["updates_done"] > 0, v / n, jnp.nan)
+                    for k, v in stats["metric_sums"].items()})
+        return state, row
+
+    def run_rows(state: RunnerState, num_rows: int):
+        return jax.lax.scan(one_row, state, length=num_rows)
+
+    return init, run_rows
+
+
+def make_train(agent: Agent, env: JaxEnv, config: RunConfig):
+    """`train(key, hparams) -> (final RunnerState, rows)`: the whole run, one scan.
+
+    `jax.jit(jax.vmap(train))(keys, hparams)` runs a sweep as one program."""
+    init, run_rows = make_runner(agent, env, config)
+
+    def train(key, hparams):
+        return run_rows(init(key, hparams), config.num_rows)
+
+    return train

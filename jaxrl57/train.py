@@ -1,0 +1,187 @@
+"""The training driver behind `jaxrl57 train`: settings, members, loop, outputs.
+
+A run folder holds `args.json` (what was asked), `checkpoint.ckpt` (complete
+state: params, optimizer, replay, env states, RNG, counters, and the metric
+rows so far), `metrics.csv`, `summary.json` and `learning_curve.png`.
+Checkpoints are written after every `--checkpoint-every` log rows, before the
+rows are appended to metrics.csv, so `--resume` restarts from a consistent
+point and rewrites metrics.csv from the checkpoint's rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from jaxrl57 import checkpoint, configs, reporting
+from jaxrl57.cli import UsageError, parse_members
+
+CKPT = "checkpoint.ckpt"
+
+
+def _fail(message: str):
+    raise UsageError(message)
+
+
+def _load_args(run_dir: str) -> dict:
+    path = os.path.join(run_dir, "args.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        _fail(f"--resume {run_dir}: no args.json there (not a jaxrl57 run folder)")
+    except json.JSONDecodeError:
+        _fail(f"--resume {run_dir}: args.json is corrupt")
+
+
+def run_training(args, start_time: float) -> int:
+    if args.resume:
+        saved = _load_args(args.resume)
+        for k, v in saved.items():
+            if k not in ("resume", "no_progress", "checkpoint_every"):
+                setattr(args, k, v)
+        args.out = args.resume
+    seeds, member_overrides = parse_members(args)
+    overrides = dict(_parse_sets(args.set))
+
+    from jaxrl57 import envs
+
+    try:
+        spec = envs.env_spec(args.env)
+    except envs.UnknownEnvError as e:
+        _fail(str(e))
+    try:
+        base = configs.resolve(args.agent, args.env, overrides, steps=args.steps)
+        member_settings = [configs.resolve(args.agent, args.env, {**overrides, **mo},
+                                           steps=args.steps) for mo in member_overrides]
+    except configs.ConfigError as e:
+        _fail(str(e))
+    for mo in member_overrides:
+        for name in mo:
+            if name not in configs.HPARAM_FIELDS:
+                _fail(f"--sweep {name}: only traced hyperparameters can be swept in one "
+                      f"program ({name} sets shapes or the loop); sweepable: "
+                      f"{', '.join(sorted(configs.HPARAM_FIELDS))}")
+    if not spec.discrete:
+        _fail(f"agent {args.agent!r} needs discrete actions, but {args.env} has a continuous "
+              f"action space")
+
+    out = args.out or os.path.join("runs", f"{args.agent}-{args.env.replace(':', '_')}"
+                                           f"-s{args.seed}")
+    os.makedirs(out, exist_ok=True)
+    if not args.resume:
+        reporting.write_json(os.path.join(out, "args.json"), {
+            k: v for k, v in vars(args).items() if k not in ("resume", "no_progress")})
+
+    if envs.is_jax_env(args.env):
+        from jaxrl57.runners.driver import JaxDriver as Driver
+    else:
+        from jaxrl57.runners.driver import EnvPoolDriver as Driver
+        if len(seeds) > 1:
+            _fail("--seeds/--sweep with EnvPool envs are not supported yet; use a jax: env")
+    driver = Driver(args.env, base, [s.hparams for s in member_settings], seeds)
+
+    ckpt_path = os.path.join(out, CKPT)
+    rows: list[dict] = []
+    prior_wall = 0.0
+    if args.resume:
+        if not os.path.exists(ckpt_path):
+            _fail(f"--resume {out}: no checkpoint there yet")
+        try:
+            state, meta = checkpoint.load(ckpt_path, like=driver.state_template())
+        except checkpoint.CheckpointError as e:
+            _fail(str(e))
+        driver.set_state(state)
+        rows = meta["rows"]
+        prior_wall = meta.get("wall_s", 0.0)
+    return _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, start_time)
+
+
+def _parse_sets(items):
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
+        yield name.strip(), value.strip()
+
+
+def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, start_time):
+    run_cfg = base.run_config
+    total_rows = run_cfg.num_rows
+    K = len(seeds)
+    header = ["member", "seed", "env_steps", "episode_return", "episode_length", "episodes",
+              "eval_return", "updates", *driver.metric_names, "sps", "wall_s"]
+    ckpt_path = os.path.join(out, CKPT)
+    progress = None
+    if not args.no_progress:
+        from tqdm import tqdm
+        progress = tqdm(total=run_cfg.steps_per_row * total_rows * K, unit="step",
+                        unit_scale=True, dynamic_ncols=True, file=sys.stderr,
+                        desc=f"{args.agent} {args.env}")
+        progress.update(len(rows) // max(K, 1) * run_cfg.steps_per_row * K)
+    reporting.write_csv(os.path.join(out, "metrics.csv"), header, rows)
+    t_loop = time.perf_counter()
+    wall0 = prior_wall + (t_loop - start_time)
+    done_rows = len(rows) // K
+    while done_rows < total_rows:
+        t0 = time.perf_counter()
+        new = driver.run_row()  # list of K dicts
+        dt = time.perf_counter() - t0
+        done_rows += 1
+        wall = wall0 + (time.perf_counter() - t_loop)
+        for m, r in enumerate(new):
+            r.update(member=m, seed=seeds[m], sps=run_cfg.steps_per_row * K / dt, wall_s=wall)
+        rows.extend(new)
+        if done_rows % max(args.checkpoint_every, 1) == 0 or done_rows == total_rows:
+            checkpoint.save(ckpt_path, driver.get_state(), {"rows": rows, "wall_s": wall})
+        reporting.write_csv(os.path.join(out, "metrics.csv"), header, rows)
+        if progress is not None:
+            progress.update(run_cfg.steps_per_row * K)
+            rets = [r["episode_return"] for r in new if not math.isnan(r["episode_return"])]
+            evals = [r["eval_return"] for r in new if not math.isnan(r["eval_return"])]
+            progress.set_postfix_str(
+                (f"return {np.mean(rets):.3g}" if rets else "return -")
+                + (f" eval {np.mean(evals):.3g}" if evals else ""))
+    if progress is not None:
+        progress.close()
+
+    last = rows[-K:]
+    wall = prior_wall + (time.perf_counter() - start_time)
+    env_steps = total_rows * run_cfg.steps_per_row
+    train_s = sum(1.0 / r["sps"] * run_cfg.steps_per_row * K for r in rows[::K])
+    summary = {
+        "agent": args.agent, "env": args.env, "members": K,
+        "env_steps": env_steps, "total_env_steps": env_steps * K,
+        "wall_s": wall, "sps": env_steps * K / max(train_s, 1e-9),
+        "final_eval_return": float(np.nanmean([r["eval_return"] for r in last])),
+        "per_member": [
+            {"member": m, "seed": seeds[m], "overrides": member_overrides[m],
+             "final_eval_return": last[m]["eval_return"],
+             "final_episode_return": last[m]["episode_return"]}
+            for m in range(K)],
+        "agent_config": dataclasses.asdict(base.agent_config),
+        "run_config": dataclasses.asdict(run_cfg),
+        "hparams": base.hparams,
+    }
+    reporting.write_json(os.path.join(out, "summary.json"), _nan_to_none(summary))
+    reporting.plot_learning_curves(os.path.join(out, "learning_curve.png"), rows,
+                                   f"{args.agent} on {args.env}")
+    print(f"final eval return {summary['final_eval_return']:.4g} after {env_steps} env steps "
+          f"per member, {wall:.1f} s wall; outputs in {out}", file=sys.stderr)
+    return 0
+
+
+def _nan_to_none(x):
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x
