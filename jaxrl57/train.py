@@ -82,7 +82,7 @@ def run_training(args, start_time: float) -> int:
     if envs.is_jax_env(args.env):
         from jaxrl57.runners.driver import JaxDriver as Driver
     else:
-        from jaxrl57.runners.driver import EnvPoolDriver as Driver
+        from jaxrl57.runners.envpool_loop import EnvPoolDriver as Driver
         if len(seeds) > 1:
             _fail("--seeds/--sweep with EnvPool envs are not supported yet; use a jax: env")
     driver = Driver(args.env, base, [s.hparams for s in member_settings], seeds)

@@ -1,0 +1,103 @@
+"""Environments: JAX envs (`jax:` ids) and EnvPool envs (every `envpool.list_all_envs()` id).
+
+    make_env("jax:Catch", size=16)             # -> JaxEnv
+    make_env("Breakout-v5", num_envs=8, seed=0)  # -> EnvPoolVec (see envpool_env)
+    env_spec("Breakout-v5")                    # -> EnvSpec, no env created
+
+EnvPool is imported lazily, so the JAX envs work where EnvPool is not installed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from jaxrl57.envs.base import EnvSpec, JaxEnv
+from jaxrl57.envs.cartpole import make_cartpole
+from jaxrl57.envs.catch import make_catch
+from jaxrl57.envs.cave import make_cave
+
+__all__ = [
+    "EnvSpec",
+    "JaxEnv",
+    "UnknownEnvError",
+    "env_spec",
+    "is_jax_env",
+    "list_env_ids",
+    "make_cartpole",
+    "make_catch",
+    "make_cave",
+    "make_env",
+]
+
+JAX_ENVS: dict[str, Callable[..., JaxEnv]] = {
+    "jax:CartPole-v1": make_cartpole,
+    "jax:Catch": make_catch,
+    "jax:Cave": make_cave,
+}
+
+
+class UnknownEnvError(ValueError):
+    """An env id that is neither a JAX env nor an EnvPool env; the message suggests ids."""
+
+
+def is_jax_env(env_id: str) -> bool:
+    """True if `env_id` names an environment written in JAX (`jax:CartPole-v1`, ...)."""
+    return env_id in JAX_ENVS
+
+
+def _envpool_ids() -> list[str]:
+    try:
+        import envpool
+    except ImportError:
+        return []
+    return list(envpool.list_all_envs())
+
+
+def list_env_ids() -> list[str]:
+    """All known ids: the JAX ones first, then EnvPool's (empty if EnvPool is missing)."""
+    return list(JAX_ENVS) + _envpool_ids()
+
+
+def _check_known(env_id: str) -> None:
+    if is_jax_env(env_id):
+        return
+    ids = list_env_ids()
+    if env_id in ids:
+        return
+    by_lower = {i.lower(): i for i in ids}
+    close = difflib.get_close_matches(env_id.lower(), list(by_lower), n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(by_lower[c] for c in close)}?" if close else ""
+    raise UnknownEnvError(
+        f"Unknown environment id {env_id!r}.{hint} "
+        f"(JAX envs: {', '.join(JAX_ENVS)}; EnvPool ids: envpool.list_all_envs())"
+    )
+
+
+def make_env(env_id: str, **kwargs: Any):
+    """Make an environment.
+
+    `jax:` ids return a `JaxEnv` (kwargs go to its maker: `size` for Catch, `size` and
+    `frames` for Cave). EnvPool ids return `envpool_env.EnvPoolVec` via
+    `make_envpool(env_id, num_envs=1, seed=0, train=True, **overrides)` (kwargs override
+    those). Raises `UnknownEnvError` with close ids for unknown ids.
+    """
+    _check_known(env_id)
+    if is_jax_env(env_id):
+        return JAX_ENVS[env_id](**kwargs)
+    from jaxrl57.envs.envpool_env import make_envpool
+
+    num_envs = kwargs.pop("num_envs", 1)
+    seed = kwargs.pop("seed", 0)
+    return make_envpool(env_id, num_envs, seed, **kwargs)
+
+
+def env_spec(env_id: str, **kwargs: Any) -> EnvSpec:
+    """The `EnvSpec` of `make_env(env_id, **kwargs)`; for EnvPool ids no env is created."""
+    _check_known(env_id)
+    if is_jax_env(env_id):
+        return JAX_ENVS[env_id](**kwargs).spec
+    from jaxrl57.envs.envpool_env import envpool_spec
+
+    return envpool_spec(env_id, **kwargs)

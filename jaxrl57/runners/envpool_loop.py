@@ -1,0 +1,139 @@
+"""A synchronous EnvPool loop: host steps C++ envs, device runs the agent.
+
+Each iteration: one jitted `act` on the batch of observations, one EnvPool
+step (host), one jitted `observe` (the transitions cross to the device once),
+and every `train_every` iterations one jitted training phase of
+`updates_per_train` updates (`lax.scan`). The agent functions are the same as
+on the on-device runner; only the loop differs. The high-throughput
+asynchronous pipeline is a separate runner.
+
+Evaluation uses separate EnvPool instances with the evaluation settings
+(no episodic life, no reward clipping; `envs.envpool_env`), one episode per
+env, capped at the env's `max_episode_steps`.
+
+Resume: the agent state, RNG key and counters are checkpointed; EnvPool's C++
+state cannot be, so a resumed run starts fresh episodes (not bit-exact, unlike
+the on-device runner).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl57.agents.base import Agent
+from jaxrl57.agents.dqn import DQNHParams, make_dqn
+from jaxrl57.runners.on_device import RunConfig
+
+
+def make_train_phase(agent: Agent, updates_per_train: int):
+    """`train_phase(state, key) -> (state, metric sums, updates done)`, skipped
+    (zero updates) while replay is warming up."""
+    zeros = {name: jnp.zeros(()) for name in agent.metric_names}
+
+    def train_phase(state, key):
+        def one(carry, k):
+            s, totals = carry
+            s, m = agent.update(s, k)
+            return (s, jax.tree.map(jnp.add, totals, m)), None
+
+        def do(s):
+            (s, totals), _ = jax.lax.scan(one, (s, zeros),
+                                          jax.random.split(key, updates_per_train))
+            return s, totals, jnp.float32(updates_per_train)
+
+        return jax.lax.cond(agent.can_update(state), do,
+                            lambda s: (s, zeros, jnp.float32(0.0)), state)
+
+    return train_phase
+
+
+class EnvPoolDriver:
+    """One member trained on EnvPool envs (see module docstring)."""
+
+    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int]):
+        from jaxrl57.envs.envpool_env import make_envpool
+
+        if len(seeds) != 1:
+            raise ValueError("the synchronous EnvPool loop trains one member")
+        self.run: RunConfig = settings.run_config
+        self.envs = make_envpool(env_id, self.run.num_envs, seeds[0], train=True)
+        self.eval_envs = make_envpool(env_id, self.run.eval_episodes, seeds[0] + 1_000_003,
+                                      train=False)
+        self.agent = make_dqn(settings.agent_config, self.envs.spec, self.run.num_envs)
+        self.metric_names = self.agent.metric_names
+        init_key, key = jax.random.split(jax.random.PRNGKey(seeds[0]))
+        hp = DQNHParams.create(**member_hparams[0])
+        self.state = {"agent": jax.jit(self.agent.init)(init_key, hp), "key": key,
+                      "row": jnp.zeros((), jnp.int32)}
+        self._act = jax.jit(self.agent.act)
+        self._act_eval = jax.jit(self.agent.act_eval)
+        self._observe = jax.jit(self.agent.observe, donate_argnums=0)
+        self._train = jax.jit(make_train_phase(self.agent, self.run.updates_per_train),
+                              donate_argnums=0)
+        self.obs = self.envs.reset()
+
+    def run_row(self) -> list[dict]:
+        run = self.run
+        agent_state, key = self.state["agent"], self.state["key"]
+        row = int(self.state["row"])
+        sums = {name: 0.0 for name in self.metric_names}
+        updates_done = 0.0
+        for i in range(run.iterations_per_row):
+            key, act_key, train_key = jax.random.split(key, 3)
+            actions, agent_state = self._act(agent_state, self.obs, act_key)
+            actions = np.asarray(actions)
+            out = self.envs.step(actions)
+            agent_state = self._observe(agent_state, self.obs, actions, out.reward,
+                                        out.terminated, out.truncated, out.final_obs)
+            self.obs = out.obs
+            if (row * run.iterations_per_row + i) % run.train_every == 0:
+                agent_state, totals, n = self._train(agent_state, train_key)
+                n = float(n)
+                if n:
+                    updates_done += n
+                    for k, v in totals.items():
+                        sums[k] += float(v)
+        key, eval_key = jax.random.split(key)
+        row += 1
+        self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
+        stats = self.envs.pop_episode_stats()
+        is_eval_row = row % run.eval_every_rows == 0 or row == run.num_rows
+        result = {
+            "env_steps": row * run.steps_per_row,
+            "updates": int(agent_state.updates),
+            "episode_return": float(np.mean(stats.returns)) if len(stats.returns) else np.nan,
+            "episode_length": float(np.mean(stats.lengths)) if len(stats.lengths) else np.nan,
+            "episodes": len(stats.returns),
+            "eval_return": self.evaluate(eval_key) if is_eval_row else np.nan,
+        }
+        result.update({k: v / updates_done if updates_done else np.nan for k, v in sums.items()})
+        return [result]
+
+    def evaluate(self, key) -> float:
+        """Mean return of the first episode of each eval env (unclipped rewards, whole
+        game: the eval envs have no episodic life), capped at `max_episode_steps`."""
+        envs = self.eval_envs
+        obs = envs.reset()
+        returns = np.zeros(envs.num_envs)
+        alive = np.ones(envs.num_envs, bool)
+        for _ in range(envs.spec.max_episode_steps):
+            key, act_key = jax.random.split(key)
+            out = envs.step(np.asarray(self._act_eval(self.state["agent"], obs, act_key)))
+            returns += np.where(alive, out.reward, 0.0)
+            alive &= ~(out.terminated | out.truncated)
+            obs = out.obs
+            if not alive.any():
+                break
+        envs.pop_episode_stats()
+        return float(np.mean(returns))
+
+    def state_template(self):
+        return self.state
+
+    def get_state(self):
+        return self.state
+
+    def set_state(self, state) -> None:
+        self.state = jax.tree.map(jnp.asarray, state)
