@@ -1,0 +1,41 @@
+"""Pure-JAX replay buffers whose state is a pytree: uniform, prioritized, n-step."""
+
+from jaxrl57.replay.base import Transition
+from jaxrl57.replay.nstep import NStepState, nstep_emit, nstep_init, nstep_push
+from jaxrl57.replay.prioritized import (
+    PrioritizedState,
+    prioritized_add,
+    prioritized_init,
+    prioritized_sample,
+    prioritized_update,
+)
+from jaxrl57.replay.sum_tree import (
+    sum_tree_find,
+    sum_tree_get,
+    sum_tree_init,
+    sum_tree_set,
+    sum_tree_total,
+)
+from jaxrl57.replay.uniform import UniformState, uniform_add, uniform_init, uniform_sample
+
+__all__ = [
+    "NStepState",
+    "PrioritizedState",
+    "Transition",
+    "UniformState",
+    "nstep_emit",
+    "nstep_init",
+    "nstep_push",
+    "prioritized_add",
+    "prioritized_init",
+    "prioritized_sample",
+    "prioritized_update",
+    "sum_tree_find",
+    "sum_tree_get",
+    "sum_tree_init",
+    "sum_tree_set",
+    "sum_tree_total",
+    "uniform_add",
+    "uniform_init",
+    "uniform_sample",
+]
