@@ -37,11 +37,14 @@ def env_family(env_id: str) -> str:
 # Per-family defaults: (static agent config, traced hparams, loop config).
 _FAMILY: dict[str, tuple[dict, dict, dict]] = {
     # Tuned to solve CartPole-v1 in well under 30 s on a 2-core CPU.
+    # Tuned with `--sweep` (4 seeds). The learning rate anneals to 5 % over the
+    # run so the final greedy policy is stable; the squared loss (huber_delta
+    # 100, as CleanRL and PureJaxRL use here) beat Huber-1 on 3 of 4 seeds.
     "cartpole": (
-        dict(hidden_sizes=(64, 64), replay_capacity=50_000, batch_size=64, n_step=1),
-        dict(learning_rate=1e-3, epsilon_decay_steps=20_000, epsilon_end=0.05,
-             learning_starts=1_000, target_period=200, max_grad_norm=10.0),
-        dict(total_steps=70_000, num_envs=8, train_every=1, updates_per_train=2, num_rows=14,
+        dict(hidden_sizes=(256, 256), replay_capacity=50_000, batch_size=64),
+        dict(learning_rate=2.3e-3, lr_final_fraction=0.05, epsilon_decay_steps=8_000,
+             huber_delta=100.0, epsilon_end=0.04, learning_starts=1_000, target_period=128),
+        dict(total_steps=50_000, num_envs=8, train_every=1, updates_per_train=4, num_rows=10,
              eval_episodes=10),
     ),
     "classic": (
@@ -138,6 +141,13 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"unknown setting {name!r}{hint}")
     static["hidden_sizes"] = tuple(static["hidden_sizes"])
+    if "lr_decay_updates" not in overrides:
+        # Anneal over the updates this run will make.
+        r = RunConfig(**run)
+        iterations = r.num_rows * r.iterations_per_row
+        warmup = hp["learning_starts"] / r.num_envs
+        hp["lr_decay_updates"] = max(
+            1.0, (iterations - warmup) / r.train_every * r.updates_per_train)
     settings = Settings(dqn.DQNConfig(**static), hp, RunConfig(**run))
     check(settings)
     return settings

@@ -20,7 +20,8 @@ agents (R2D2, Rainbow, Agent57) provide the same six functions.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 

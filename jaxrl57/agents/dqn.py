@@ -81,6 +81,8 @@ class DQNHParams:
     """Traced settings (float32 scalars, or [K] when stacked for a sweep)."""
 
     learning_rate: jax.Array
+    lr_final_fraction: jax.Array  # learning rate anneals linearly to this fraction ...
+    lr_decay_updates: jax.Array  # ... over this many updates (fraction 1: constant)
     discount: jax.Array
     epsilon_start: jax.Array
     epsilon_end: jax.Array
@@ -108,7 +110,8 @@ class DQNHParams:
 
 
 DEFAULT_HPARAMS: dict[str, float] = dict(
-    learning_rate=1e-3, discount=0.99, epsilon_start=1.0, epsilon_end=0.05,
+    learning_rate=1e-3, lr_final_fraction=1.0, lr_decay_updates=1.0, discount=0.99,
+    epsilon_start=1.0, epsilon_end=0.05,
     epsilon_decay_steps=10_000, eval_epsilon=0.0, learning_starts=1_000, target_period=500,
     target_tau=1.0, huber_delta=1.0, max_grad_norm=10.0, optimizer_eps=1e-8,
     rmsprop_decay=0.95, priority_alpha=0.6, priority_beta_start=0.4,
@@ -135,13 +138,16 @@ def make_optimizer(config: DQNConfig, hp: DQNHParams) -> optax.GradientTransform
     exactly that form.
     """
     clip = optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=hp.max_grad_norm)
+    # Linear annealing with traced end points, so it can be swept like the rest
+    # (optax.linear_schedule branches in Python on its length).
+    def learning_rate(count):
+        progress = jnp.minimum(count / jnp.maximum(hp.lr_decay_updates, 1.0), 1.0)
+        return hp.learning_rate * (1.0 + (hp.lr_final_fraction - 1.0) * progress)
     if config.optimizer == "adam":
-        opt = optax.inject_hyperparams(optax.adam)(
-            learning_rate=hp.learning_rate, eps=hp.optimizer_eps)
+        opt = optax.adam(learning_rate=learning_rate, eps=hp.optimizer_eps)
     else:
-        opt = optax.inject_hyperparams(optax.rmsprop)(
-            learning_rate=hp.learning_rate, decay=hp.rmsprop_decay, eps=hp.optimizer_eps,
-            centered=True)
+        opt = optax.rmsprop(learning_rate=learning_rate, decay=hp.rmsprop_decay,
+                            eps=hp.optimizer_eps, centered=True)
     return optax.chain(clip, opt)
 
 

@@ -17,7 +17,8 @@ Agents know an environment only by its `EnvSpec`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -54,4 +55,5 @@ class JaxEnv(NamedTuple):
 
     spec: EnvSpec
     reset: Callable[[jax.Array], tuple[Any, jax.Array]]
-    step: Callable[[jax.Array, Any, jax.Array], tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array]]
+    step: Callable[
+        [jax.Array, Any, jax.Array], tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array]]

@@ -37,6 +37,7 @@ clears the games completed since the last call.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -74,6 +75,8 @@ class EpisodeStats(NamedTuple):
 
 
 def _import_envpool():
+    # gymnasium warns on every float64 Box bound EnvPool builds; it is noise for users.
+    warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32.*")
     try:
         import envpool
     except ImportError as e:  # pragma: no cover - depends on the platform
