@@ -11,6 +11,10 @@ An agent is a bundle of pure functions built from a static config and an
     state, metrics = agent.update(state, key)              # one gradient step
     ready = agent.can_update(state)                        # bool array: replay warm?
 
+`update` is a no-op (returning `metrics["updated"] == 0`) until `can_update`;
+it masks rather than branches, so runners call it unconditionally and no
+`lax.cond` ever carries the replay (XLA copies a conditional's operands).
+
 Everything that does not change shapes (learning rate, discount, epsilons,
 target period, priority exponents, ...) is a traced array in
 `state.hparams`, so `jax.vmap(agent.init)(keys, hparams)` builds a sweep.

@@ -191,11 +191,17 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
     def observe(state: DQNState, obs, action, reward, terminated, truncated, next_obs):
         nstep = nstep_push(state.nstep, obs, action, reward, terminated, truncated, next_obs)
         transitions, valid = nstep_emit(nstep, state.hparams.discount)
+        # No lax.cond around the write: XLA copies a conditional's operands, and
+        # the replay is the largest array of the run. The first n-1 steps write
+        # into the (still empty) slot at `position` without advancing it.
         if config.prioritized:
-            add = lambda r: prioritized_add(r, transitions, state.hparams.priority_alpha)
+            added = prioritized_add(state.replay, transitions, state.hparams.priority_alpha)
+            replay = added._replace(tree=jnp.where(valid, added.tree, state.replay.tree))
         else:
-            add = lambda r: uniform_add(r, transitions)
-        replay = jax.lax.cond(valid, add, lambda r: r, state.replay)
+            replay = uniform_add(state.replay, transitions)
+        replay = replay._replace(
+            position=jnp.where(valid, replay.position, state.replay.position),
+            size=jnp.where(valid, replay.size, state.replay.size))
         return state._replace(nstep=nstep, replay=replay,
                               env_steps=state.env_steps + obs.shape[0])
 
@@ -219,7 +225,14 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         return loss, (td, jnp.mean(q_tm1))
 
     def update(state: DQNState, key):
+        """One gradient step, or no change while replay is warming up.
+
+        The warm-up test masks the result instead of branching (`lax.cond`
+        would copy the replay it carries; under `vmap` it is a select anyway).
+        `metrics["updated"]` is 1.0 when the step counted.
+        """
         hp = state.hparams
+        ready = can_update(state)
         if config.prioritized:
             beta = hp.priority_beta_start + (1.0 - hp.priority_beta_start) * jnp.minimum(
                 1.0, state.updates / hp.priority_beta_steps)
@@ -237,16 +250,27 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         target_params = jax.tree.map(
             lambda t, p: jnp.where(move, hp.target_tau * p + (1.0 - hp.target_tau) * t, t),
             state.target_params, params)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ready, n, o), new, old)
         replay = state.replay
         if config.prioritized:
-            replay = prioritized_update(replay, indices, jnp.abs(td), hp.priority_alpha)
+            updated = prioritized_update(replay, indices, jnp.abs(td), hp.priority_alpha)
+            replay = updated._replace(tree=jnp.where(ready, updated.tree, replay.tree),
+                                      max_priority=jnp.where(ready, updated.max_priority,
+                                                             replay.max_priority))
         metrics = {"loss": loss, "q_mean": q_mean, "td_abs": jnp.mean(jnp.abs(td)),
                    "grad_norm": optax.global_norm(grads)}
-        return state._replace(params=params, target_params=target_params, opt_state=opt_state,
-                              replay=replay, updates=num_updates), metrics
+        metrics = {k: jnp.where(ready, v, 0.0) for k, v in metrics.items()}
+        metrics["updated"] = ready.astype(jnp.float32)
+        new_state = state._replace(
+            params=keep(params, state.params), target_params=keep(target_params,
+                                                                  state.target_params),
+            opt_state=keep(opt_state, state.opt_state), replay=replay,
+            updates=jnp.where(ready, num_updates, state.updates))
+        return new_state, metrics
 
     return Agent(init=init, act=act, act_eval=act_eval, observe=observe, update=update,
-                 can_update=can_update, metric_names=("loss", "q_mean", "td_abs", "grad_norm"))
+                 can_update=can_update,
+                 metric_names=("loss", "q_mean", "td_abs", "grad_norm", "updated"))
 
 
 # Named presets: (static config fields, traced hyperparameters). The Atari

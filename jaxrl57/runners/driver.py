@@ -35,7 +35,7 @@ class JaxDriver:
         env = envs.make_env(env_id)
         self.agent = make_dqn(settings.agent_config, env.spec, settings.run_config.num_envs)
         init, run_rows = make_runner(self.agent, env, settings.run_config)
-        self.metric_names = self.agent.metric_names
+        self.metric_names = tuple(n for n in self.agent.metric_names if n != "updated")
         self.num_members = len(seeds)
         keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
         self._row = jax.jit(jax.vmap(lambda s: run_rows(s, 1)), donate_argnums=0)

@@ -28,23 +28,20 @@ from jaxrl57.runners.on_device import RunConfig
 
 
 def make_train_phase(agent: Agent, updates_per_train: int):
-    """`train_phase(state, key) -> (state, metric sums, updates done)`, skipped
-    (zero updates) while replay is warming up."""
-    zeros = {name: jnp.zeros(()) for name in agent.metric_names}
+    """`train_phase(state, key) -> (state, metric sums, updates done)`: a scan of
+    `updates_per_train` updates (no-ops while replay warms up; see agents.base)."""
+    names = tuple(n for n in agent.metric_names if n != "updated")
 
     def train_phase(state, key):
         def one(carry, k):
-            s, totals = carry
+            s, totals, done = carry
             s, m = agent.update(s, k)
-            return (s, jax.tree.map(jnp.add, totals, m)), None
+            return (s, {n: totals[n] + m[n] for n in names}, done + m["updated"]), None
 
-        def do(s):
-            (s, totals), _ = jax.lax.scan(one, (s, zeros),
-                                          jax.random.split(key, updates_per_train))
-            return s, totals, jnp.float32(updates_per_train)
-
-        return jax.lax.cond(agent.can_update(state), do,
-                            lambda s: (s, zeros, jnp.float32(0.0)), state)
+        zeros = {n: jnp.zeros(()) for n in names}
+        (state, totals, done), _ = jax.lax.scan(
+            one, (state, zeros, jnp.zeros(())), jax.random.split(key, updates_per_train))
+        return state, totals, done
 
     return train_phase
 
@@ -62,7 +59,7 @@ class EnvPoolDriver:
         self.eval_envs = make_envpool(env_id, self.run.eval_episodes, seeds[0] + 1_000_003,
                                       train=False)
         self.agent = make_dqn(settings.agent_config, self.envs.spec, self.run.num_envs)
-        self.metric_names = self.agent.metric_names
+        self.metric_names = tuple(n for n in self.agent.metric_names if n != "updated")
         init_key, key = jax.random.split(jax.random.PRNGKey(seeds[0]))
         hp = DQNHParams.create(**member_hparams[0])
         self.state = {"agent": jax.jit(self.agent.init)(init_key, hp), "key": key,

@@ -42,11 +42,18 @@ class RunConfig:
     updates_per_train: int = 1
     num_rows: int = 20  # log rows over the run
     eval_episodes: int = 10
-    eval_every_rows: int = 1  # the last row is always evaluated
+    eval_every_rows: int = 1  # EnvPool loop only; on device every row is evaluated
+
+    @property
+    def phases_per_row(self) -> int:
+        """Training phases per row: `train_every` env-batch steps, then the updates."""
+        return max(1, math.ceil(
+            self.total_steps / (self.num_rows * self.num_envs * self.train_every)))
 
     @property
     def iterations_per_row(self) -> int:
-        return max(1, math.ceil(self.total_steps / (self.num_rows * self.num_envs)))
+        """Steps of the batch of environments per row."""
+        return self.phases_per_row * self.train_every
 
     @property
     def steps_per_row(self) -> int:
@@ -119,25 +126,12 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
             episode_return=jnp.zeros(E), episode_length=jnp.zeros(E, jnp.int32),
             row=jnp.zeros((), jnp.int32))
 
-    zero_metrics = {name: jnp.zeros(()) for name in agent.metric_names}
+    metric_names = tuple(n for n in agent.metric_names if n != "updated")
+    zero_metrics = {name: jnp.zeros(()) for name in metric_names}
 
-    def train_phase(agent_state, key):
-        def one_update(carry, k):
-            s, totals = carry
-            s, m = agent.update(s, k)
-            return (s, jax.tree.map(jnp.add, totals, m)), None
-
-        def do(s):
-            (s, totals), _ = jax.lax.scan(one_update, (s, zero_metrics),
-                                          jax.random.split(key, config.updates_per_train))
-            return s, totals, jnp.float32(config.updates_per_train)
-
-        return jax.lax.cond(agent.can_update(agent_state), do,
-                            lambda s: (s, zero_metrics, jnp.float32(0.0)), agent_state)
-
-    def iteration(carry, i):
+    def env_step(carry, _):
         state, stats = carry
-        key, act_key, step_key, reset_key, update_key = jax.random.split(state.key, 5)
+        key, act_key, step_key, reset_key = jax.random.split(state.key, 4)
         actions, agent_state = agent.act(state.agent, state.obs, act_key)
         env_state, next_obs, reward, term, trunc = jax.vmap(env.step)(
             jax.random.split(step_key, E), state.env_state, actions)
@@ -145,8 +139,6 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
                                     next_obs)
         done = term | trunc
         reset_state, reset_obs = jax.vmap(env.reset)(jax.random.split(reset_key, E))
-        env_state = _where_done(done, reset_state, env_state)
-        obs = _where_done(done, reset_obs, next_obs)
         ep_return = state.episode_return + reward
         ep_length = state.episode_length + 1
         stats = dict(
@@ -154,34 +146,40 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
             return_sum=stats["return_sum"] + jnp.sum(jnp.where(done, ep_return, 0.0)),
             length_sum=stats["length_sum"] + jnp.sum(jnp.where(done, ep_length, 0)),
             episodes=stats["episodes"] + jnp.sum(done))
-
-        def train(s):
-            return train_phase(s, update_key)
-
-        agent_state, totals, n = jax.lax.cond(
-            jnp.mod(i, config.train_every) == 0, train,
-            lambda s: (s, zero_metrics, jnp.float32(0.0)), agent_state)
-        stats = dict(stats, updates_done=stats["updates_done"] + n,
-                     metric_sums=jax.tree.map(jnp.add, stats["metric_sums"], totals))
         state = state._replace(
-            agent=agent_state, env_state=env_state, obs=obs, key=key,
+            agent=agent_state, env_state=_where_done(done, reset_state, env_state),
+            obs=_where_done(done, reset_obs, next_obs), key=key,
             episode_return=jnp.where(done, 0.0, ep_return),
             episode_length=jnp.where(done, 0, ep_length))
         return (state, stats), None
+
+    def one_update(carry, key):
+        agent_state, stats = carry
+        agent_state, m = agent.update(agent_state, key)
+        stats = dict(stats, updates_done=stats["updates_done"] + m["updated"],
+                     metric_sums={k: v + m[k] for k, v in stats["metric_sums"].items()})
+        return (agent_state, stats), None
+
+    def phase(carry, _):
+        """`train_every` steps of all envs, then `updates_per_train` updates
+        (no-ops while replay warms up). No lax.cond: see agents.base."""
+        (state, stats), _ = jax.lax.scan(env_step, carry, length=config.train_every)
+        key, update_key = jax.random.split(state.key)
+        (agent_state, stats), _ = jax.lax.scan(
+            one_update, (state.agent, stats),
+            jax.random.split(update_key, config.updates_per_train))
+        return (state._replace(agent=agent_state, key=key), stats), None
 
     def one_row(state: RunnerState, _):
         stats = dict(return_sum=jnp.zeros(()), length_sum=jnp.zeros((), jnp.int32),
                      episodes=jnp.zeros((), jnp.int32), updates_done=jnp.zeros(()),
                      metric_sums=zero_metrics)
-        first = state.row * config.iterations_per_row
-        (state, stats), _ = jax.lax.scan(
-            iteration, (state, stats), first + jnp.arange(config.iterations_per_row))
+        (state, stats), _ = jax.lax.scan(phase, (state, stats),
+                                         length=config.phases_per_row)
         key, eval_key = jax.random.split(state.key)
         state = state._replace(key=key, row=state.row + 1)
-        is_eval_row = (jnp.mod(state.row, config.eval_every_rows) == 0) | (
-            state.row == config.num_rows)
-        eval_return = jax.lax.cond(is_eval_row, lambda: evaluate(state.agent, eval_key),
-                                   lambda: jnp.float32(jnp.nan))
+        # Every row is evaluated (a cond here would carry the whole agent state).
+        eval_return = evaluate(state.agent, eval_key)
         episodes = stats["episodes"]
         safe = jnp.maximum(episodes, 1)
         row = {
