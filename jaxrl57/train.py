@@ -154,11 +154,14 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
     last = rows[-K:]
     wall = prior_wall + (time.perf_counter() - start_time)
     env_steps = total_rows * run_cfg.steps_per_row
-    train_s = sum(1.0 / r["sps"] * run_cfg.steps_per_row * K for r in rows[::K])
+    # Steps/s of the training loop; the first row (compilation) is left out when
+    # there are others.
+    timed = rows[::K][1:] or rows[::K]
+    train_s = sum(run_cfg.steps_per_row * K / r["sps"] for r in timed)
     summary = {
         "agent": args.agent, "env": args.env, "members": K,
         "env_steps": env_steps, "total_env_steps": env_steps * K,
-        "wall_s": wall, "sps": env_steps * K / max(train_s, 1e-9),
+        "wall_s": wall, "sps": len(timed) * run_cfg.steps_per_row * K / max(train_s, 1e-9),
         "final_eval_return": float(np.nanmean([r["eval_return"] for r in last])),
         "per_member": [
             {"member": m, "seed": seeds[m], "overrides": member_overrides[m],

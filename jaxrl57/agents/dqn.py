@@ -258,7 +258,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
                                       max_priority=jnp.where(ready, updated.max_priority,
                                                              replay.max_priority))
         metrics = {"loss": loss, "q_mean": q_mean, "td_abs": jnp.mean(jnp.abs(td)),
-                   "grad_norm": optax.global_norm(grads)}
+                   "grad_norm": optax.tree.norm(grads)}
         metrics = {k: jnp.where(ready, v, 0.0) for k, v in metrics.items()}
         metrics["updated"] = ready.astype(jnp.float32)
         new_state = state._replace(
