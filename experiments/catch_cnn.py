@@ -57,7 +57,7 @@ _, rows = jax.block_until_ready(jax.jit(jax.vmap(train))(keys, hparams))
 wall = time.perf_counter() - t0
 
 evals = np.asarray(rows["eval_return"])  # [K, num_rows]
-for s, curve in zip(seeds, evals):
+for s, curve in zip(seeds, evals, strict=True):
     print(f"seed {s}: eval return by row {np.round(curve, 3).tolist()}")
 final = float(np.mean(evals[:, -1]))
 steps = settings.run_config.num_rows * settings.run_config.steps_per_row

@@ -21,7 +21,7 @@ import sys
 from jaxrl57.cli import main
 
 SMOKE = ["--steps", "2000", "--set", "learning_starts=500", "--set", "replay_capacity=10000",
-         "--set", "eval_episodes=1", "--set", "num_rows=2"]
+         "--set", "eval_episodes=1", "--set", "num_rows=2", "--set", "eval_max_steps=500"]
 
 if __name__ == "__main__":
     extra = sys.argv[1:]

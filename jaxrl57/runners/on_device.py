@@ -43,6 +43,7 @@ class RunConfig:
     num_rows: int = 20  # log rows over the run
     eval_episodes: int = 10
     eval_every_rows: int = 1  # EnvPool loop only; on device every row is evaluated
+    eval_max_steps: int = 0  # cap on an evaluation episode; 0: the env's max_episode_steps
 
     @property
     def phases_per_row(self) -> int:
@@ -60,6 +61,8 @@ class RunConfig:
         return self.iterations_per_row * self.num_envs
 
     def validate(self) -> None:
+        if self.eval_max_steps < 0:
+            raise ValueError(f"eval_max_steps must be >= 0, got {self.eval_max_steps}")
         for name in ("total_steps", "num_envs", "train_every", "updates_per_train", "num_rows",
                      "eval_episodes", "eval_every_rows"):
             if getattr(self, name) < 1:
@@ -85,9 +88,12 @@ def _where_done(done, new, old):
         lambda n, o: jnp.where(done.reshape(done.shape + (1,) * (n.ndim - 1)), n, o), new, old)
 
 
-def make_evaluate(agent: Agent, env: JaxEnv, num_episodes: int):
-    """Mean undiscounted return of `num_episodes` episodes of `agent.act_eval`."""
+def make_evaluate(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: int = 0):
+    """Mean undiscounted return of `num_episodes` episodes of `agent.act_eval`,
+    each cut after `max_steps` steps (0: the env's `max_episode_steps`)."""
     horizon = env.spec.max_episode_steps
+    if max_steps > 0:
+        horizon = min(horizon, max_steps)
 
     def evaluate(agent_state, key):
         reset_key, key = jax.random.split(key)
@@ -116,7 +122,7 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
     `ROW_FIELDS` and `agent.metric_names` to a [num_rows] array."""
     config.validate()
     E = config.num_envs
-    evaluate = make_evaluate(agent, env, config.eval_episodes)
+    evaluate = make_evaluate(agent, env, config.eval_episodes, config.eval_max_steps)
 
     def init(key, hparams) -> RunnerState:
         agent_key, env_key, key = jax.random.split(key, 3)
