@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", default="jax:CartPole-v1",
                        help="env id: jax:CartPole-v1, jax:Catch, jax:Cave, or an EnvPool id "
                             "such as CartPole-v1 or Breakout-v5 (default jax:CartPole-v1)")
+    train.add_argument("--env-arg", action="append", default=[], metavar="NAME=VALUE",
+                       help="argument of the environment's maker, e.g. size=16 for jax:Catch, "
+                            "frames=2 for jax:Cave, or an EnvPool option")
     train.add_argument("--steps", type=int, default=None, help="env steps per member")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--seeds", type=int, default=1,
@@ -94,6 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def parse_env_args(items: list[str]) -> dict:
+    """`NAME=VALUE` pairs; values read as int, float or bool where they parse."""
+    out = {}
+    for name, value in _pairs(items, "--env-arg").items():
+        for cast in (int, float):
+            try:
+                out[name] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[name] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
+
+
 def parse_members(args) -> tuple[list[int], list[dict[str, str]]]:
     """Seeds and hyperparameter overrides of each member (sweep grid x seeds)."""
     if args.seeds < 1:
@@ -114,4 +132,4 @@ def parse_members(args) -> tuple[list[int], list[dict[str, str]]]:
     return seeds, overrides
 
 
-__all__ = ["main", "build_parser", "parse_members", "UsageError"]
+__all__ = ["main", "build_parser", "parse_env_args", "parse_members", "UsageError"]

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from jaxrl57 import checkpoint, configs, reporting
-from jaxrl57.cli import UsageError, parse_members
+from jaxrl57.cli import UsageError, parse_env_args, parse_members
 
 CKPT = "checkpoint.ckpt"
 
@@ -49,13 +49,16 @@ def run_training(args, start_time: float) -> int:
         args.out = args.resume
     seeds, member_overrides = parse_members(args)
     overrides = dict(_parse_sets(args.set))
+    env_kwargs = parse_env_args(getattr(args, "env_arg", []) or [])
 
     from jaxrl57 import envs
 
     try:
-        spec = envs.env_spec(args.env)
+        spec = envs.env_spec(args.env, **env_kwargs)
     except envs.UnknownEnvError as e:
         _fail(str(e))
+    except (TypeError, ValueError) as e:
+        _fail(f"bad --env-arg for {args.env}: {e}")
     try:
         base = configs.resolve(args.agent, args.env, overrides, steps=args.steps)
         member_settings = [configs.resolve(args.agent, args.env, {**overrides, **mo},
@@ -85,7 +88,8 @@ def run_training(args, start_time: float) -> int:
         from jaxrl57.runners.envpool_loop import EnvPoolDriver as Driver
         if len(seeds) > 1:
             _fail("--seeds/--sweep with EnvPool envs are not supported yet; use a jax: env")
-    driver = Driver(args.env, base, [s.hparams for s in member_settings], seeds)
+    driver = Driver(args.env, base, [s.hparams for s in member_settings], seeds,
+                    env_kwargs=env_kwargs)
 
     ckpt_path = os.path.join(out, CKPT)
     rows: list[dict] = []

@@ -92,10 +92,11 @@ def _assert_usage_error(capsys, rc, *needles):
     (["train", "--seeds", "0"], ["--seeds"]),
     (["train", "--steps", "many"], ["--steps"]),
     (["fit"], []),
+    (["train", "--env", "jax:Catch", "--env-arg", "colour=3"], ["--env-arg", "colour"]),
 ], ids=["agent", "jax_env", "envpool_env", "continuous", "batch_gt_capacity",
         "learning_starts_gt_capacity", "unknown_set", "malformed_set", "empty_set_name",
         "bad_set_value", "sweep_static", "malformed_sweep", "seeds0", "bad_steps",
-        "unknown_command"])
+        "unknown_command", "bad_env_arg"])
 def test_bad_input_exits_2_with_one_line(capsys, argv, needles):
     if argv[-1] in ("Breakout-v4", "Pendulum-v1"):
         pytest.importorskip("envpool")
@@ -350,3 +351,15 @@ def test_checkpoint_load_rejects_bad_files(tmp_path):
         checkpoint.load(path, like={"w": np.zeros(999, np.float32)})
     with pytest.raises(checkpoint.CheckpointError, match="different configuration"):
         checkpoint.load(path, like={"v": np.zeros(1000, np.float32), "w": np.zeros(3)})
+
+
+def test_env_arg_reaches_the_environment(tmp_path, capsys):
+    # Catch episodes last exactly size - 1 steps, so the logged length shows the size.
+    out = str(tmp_path / "catch5")
+    _train(["train", "dqn", "--env", "jax:Catch", "--env-arg", "size=5", "--steps", "400",
+            "--set", "num_rows=1", "--set", "learning_starts=100", "--no-progress",
+            "--out", out], capsys)
+    (row,) = _read_csv(os.path.join(out, "metrics.csv"))
+    assert float(row["episode_length"]) == 4.0
+    with open(os.path.join(out, "args.json")) as f:
+        assert json.load(f)["env_arg"] == ["size=5"]

@@ -29,10 +29,11 @@ def _rows_to_dicts(rows, num_members: int) -> list[dict]:
 class JaxDriver:
     """K members of an on-device run, vmapped into one compiled program."""
 
-    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int]):
+    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int],
+                 env_kwargs: dict | None = None):
         from jaxrl57 import envs
 
-        env = envs.make_env(env_id)
+        env = envs.make_env(env_id, **(env_kwargs or {}))
         self.agent = make_dqn(settings.agent_config, env.spec, settings.run_config.num_envs)
         init, run_rows = make_runner(self.agent, env, settings.run_config)
         self.metric_names = tuple(n for n in self.agent.metric_names if n != "updated")

@@ -29,15 +29,17 @@ from jaxrl57.runners.on_device import RunConfig
 class EnvPoolDriver:
     """One member trained on EnvPool envs (see module docstring)."""
 
-    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int]):
+    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int],
+                 env_kwargs: dict | None = None):
         from jaxrl57.envs.envpool_env import make_envpool
 
         if len(seeds) != 1:
             raise ValueError("the synchronous EnvPool loop trains one member")
         self.run: RunConfig = settings.run_config
-        self.envs = make_envpool(env_id, self.run.num_envs, seeds[0], train=True)
+        env_kwargs = env_kwargs or {}
+        self.envs = make_envpool(env_id, self.run.num_envs, seeds[0], train=True, **env_kwargs)
         self.eval_envs = make_envpool(env_id, self.run.eval_episodes, seeds[0] + 1_000_003,
-                                      train=False)
+                                      train=False, **env_kwargs)
         self.agent = make_dqn(settings.agent_config, self.envs.spec, self.run.num_envs)
         self.metric_names = tuple(n for n in self.agent.metric_names if n != "updated")
         init_key, key = jax.random.split(jax.random.PRNGKey(seeds[0]))
