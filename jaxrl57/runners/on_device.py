@@ -7,11 +7,12 @@ greedy evaluation all run inside one compiled program, so
     final, metrics = jax.jit(jax.vmap(train))(keys, hparams)   # a sweep, one program
 
 trains a population of K members (seeds and/or hyperparameter values) at
-once. The loop is cut into log rows: one row is `iterations_per_row`
-iterations, each stepping all `num_envs` environments once and, every
-`train_every` iterations, doing `updates_per_train` gradient updates (once
-replay holds `learning_starts` transitions). The replay ratio is therefore
-`updates_per_train / (train_every * num_envs)` updates per env step.
+once. The loop is cut into log rows; a row is `phases_per_row` training
+phases, each stepping all `num_envs` environments `train_every` times and
+then making `updates_per_train` gradient updates (no-ops until replay holds
+`learning_starts` transitions). The replay ratio is therefore
+`updates_per_train / (train_every * num_envs)` updates per env step. Every
+row ends with a greedy evaluation on fresh environments.
 
 `run_rows(state, num_rows)` advances a `RunnerState` by some rows; the
 command line calls it chunk by chunk so it can show progress and write
