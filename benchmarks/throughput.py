@@ -12,6 +12,11 @@
     `--reps` times; the medians give ratio = t8 / t1 (goal <= 3; 8 would mean no gain
     over running the seeds one after another).
 
+(d) the same question asked of the command line: wall time of the whole
+    `jaxrl57 train --seeds 8` over `jaxrl57 train --seeds 1` (default run, process start,
+    imports, compilation and evaluation included; separate processes, run one after the
+    other), ratio goal <= 3.
+
 A "row" is `--steps` env steps per member (the run is configured with 10 rows of that
 size, so the learning-rate schedule is that of a 10-row run). Rows include the runner's
 per-row greedy evaluation (10 episodes, a fixed 500-step scan on the device), as in a
@@ -28,19 +33,24 @@ import statistics
 import sys
 import time
 
-import jax
-import numpy as np
+from jaxrl57.runners.devices import expose_host_cores
 
-from jaxrl57 import configs, envs
-from jaxrl57.agents.dqn import DQNHParams, make_dqn
-from jaxrl57.runners.driver import JaxDriver
-from jaxrl57.runners.on_device import make_runner
+expose_host_cores()  # as the command line does, before JAX starts
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxrl57 import configs, envs  # noqa: E402
+from jaxrl57.agents.dqn import DQNHParams, make_dqn  # noqa: E402
+from jaxrl57.runners.driver import JaxDriver  # noqa: E402
+from jaxrl57.runners.on_device import make_runner  # noqa: E402
 
 NUM_ROWS = 10  # rows of the configured run; --steps sets their size
+OVERRIDES: dict[str, str] = {}  # --set NAME=VALUE
 
 
 def settings_for(env_id: str, steps_per_row: int):
-    return configs.resolve("dqn", env_id, {"num_rows": str(NUM_ROWS)},
+    return configs.resolve("dqn", env_id, {**OVERRIDES, "num_rows": str(NUM_ROWS)},
                            steps=steps_per_row * NUM_ROWS)
 
 
@@ -124,15 +134,39 @@ def bench_sweep(steps_per_row: int, reps: int, k: int = 8) -> dict:
             "compile_and_warmup_s": {str(n): v for n, v in compile_s.items()}}
 
 
+def bench_command(k: int = 8) -> dict:
+    import subprocess
+    import tempfile
+
+    code = "import sys; from jaxrl57.cli import main; sys.exit(main(sys.argv[1:]))"
+    extra = [a for item in OVERRIDES.items() for a in ("--set", "=".join(item))]
+    out: dict = {"k": k}
+    for n in (1, k):
+        with tempfile.TemporaryDirectory() as run_dir:
+            argv = ["train", "--seeds", str(n), "--out", run_dir, "--no-progress", *extra]
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code, *argv], check=True,
+                           capture_output=True)
+            out[f"wall_{n}_s"] = time.perf_counter() - t0
+            with open(os.path.join(run_dir, "summary.json")) as f:
+                out[f"final_eval_{n}"] = [m["final_eval_return"]
+                                          for m in json.load(f)["per_member"]]
+    out["ratio"] = out[f"wall_{k}_s"] / out["wall_1_s"]
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description="jaxrl57 throughput benchmark (CartPole).")
     p.add_argument("--steps", type=int, default=1000,
                    help="env steps per member in one row (default 1000)")
     p.add_argument("--rows", type=int, default=2, help="timed rows in (a) and (b)")
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions in (c)")
-    p.add_argument("--only", default="abc", help="parts to run, e.g. 'ac'")
+    p.add_argument("--only", default="abcd", help="parts to run, e.g. 'ac'")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a setting of the default dqn run, as `jaxrl57 train --set`")
     p.add_argument("--json", default=os.path.join("benchmarks", "results", "throughput.json"))
     a = p.parse_args()
+    OVERRIDES.update(item.split("=", 1) for item in a.set)
 
     command = " ".join([os.path.basename(sys.executable), *sys.argv])
     dev = jax.devices()[0]
@@ -153,6 +187,8 @@ def main() -> int:
             results["envpool"] = {"skipped": str(e)}
     if "c" in a.only:
         results["sweep"] = bench_sweep(a.steps, a.reps)
+    if "d" in a.only:
+        results["cli"] = bench_command()
     results["total_s"] = time.perf_counter() - t_all
 
     print()
@@ -181,6 +217,14 @@ def main() -> int:
               f"median of {[round(t, 3) for t in r[f'times_{k}']]}")
         print(f"{f'    ratio = t{k} / t1':<46} {r['ratio']:>12.2f}  goal <= 3; "
               f"{r['env_steps_per_member']} steps per member")
+    if "cli" in results:
+        r = results["cli"]
+        k = r["k"]
+        print(f"{'(d) jaxrl57 train --seeds 1, wall [s]':<46} {r['wall_1_s']:>12.1f}  "
+              f"final eval {r['final_eval_1']}")
+        print(f"{f'    jaxrl57 train --seeds {k}, wall [s]':<46} {r[f'wall_{k}_s']:>12.1f}  "
+              f"final eval {r[f'final_eval_{k}']}")
+        print(f"{f'    ratio = wall{k} / wall1':<46} {r['ratio']:>12.2f}  goal <= 3")
     print(f"total {results['total_s']:.1f} s (incl. compilation)")
 
     os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)

@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv or ["train"])
         if args.command != "train":
             raise UsageError("the only command is 'train' (try: jaxrl57 train --help)")
+        from jaxrl57.runners.devices import expose_host_cores
+
+        expose_host_cores()  # before JAX starts: a sweep's members share out the cores
         from jaxrl57.train import run_training
         return run_training(args, start)
     except UsageError as e:

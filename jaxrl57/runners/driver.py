@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from jaxrl57.agents.dqn import DQNHParams, make_dqn
+from jaxrl57.runners.devices import member_sharding
 from jaxrl57.runners.on_device import make_runner
 
 
@@ -27,7 +28,8 @@ def _rows_to_dicts(rows, num_members: int) -> list[dict]:
 
 
 class JaxDriver:
-    """K members of an on-device run, vmapped into one compiled program."""
+    """K members of an on-device run, vmapped into one compiled program whose
+    member axis is sharded over the devices (`runners.devices`)."""
 
     def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int],
                  env_kwargs: dict | None = None):
@@ -38,9 +40,15 @@ class JaxDriver:
         init, run_rows = make_runner(self.agent, env, settings.run_config)
         self.metric_names = tuple(n for n in self.agent.metric_names if n != "updated")
         self.num_members = len(seeds)
+        self.sharding = member_sharding(self.num_members)
         keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
-        self._row = jax.jit(jax.vmap(lambda s: run_rows(s, 1)), donate_argnums=0)
-        self.state = jax.jit(jax.vmap(init))(keys, stack_hparams(member_hparams))
+        keys, hparams = jax.device_put((keys, stack_hparams(member_hparams)), self.sharding)
+        # Fixed in and out shardings: letting the compiler choose the outputs'
+        # would make the second call's inputs differ from the first's and
+        # compile the row program again.
+        shard = dict(in_shardings=self.sharding, out_shardings=self.sharding)
+        self._row = jax.jit(jax.vmap(lambda s: run_rows(s, 1)), donate_argnums=0, **shard)
+        self.state = jax.jit(jax.vmap(init), **shard)(keys, hparams)
 
     def run_row(self) -> list[dict]:
         self.state, rows = self._row(self.state)
@@ -53,4 +61,4 @@ class JaxDriver:
         return self.state
 
     def set_state(self, state) -> None:
-        self.state = jax.tree.map(jax.numpy.asarray, state)
+        self.state = jax.device_put(state, self.sharding)
