@@ -18,14 +18,7 @@ that the pipeline runs end to end (a couple of minutes on CPU, score near random
 
 import sys
 
-from jaxrl57.cli import main
-
-SMOKE = ["--steps", "2000", "--set", "learning_starts=500", "--set", "replay_capacity=10000",
-         "--set", "eval_episodes=1", "--set", "num_rows=2", "--set", "eval_max_steps=500"]
+from _atari import run
 
 if __name__ == "__main__":
-    extra = sys.argv[1:]
-    smoke = "--smoke" in extra
-    extra = [a for a in extra if a != "--smoke"]
-    args = ["train", "dqn", "--env", "Breakout-v5"] + (SMOKE if smoke else [])
-    sys.exit(main(args + extra))  # extra args are appended, so they win (--env too)
+    sys.exit(run("dqn"))

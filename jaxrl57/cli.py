@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent")
     train.error = parser.error  # type: ignore[method-assign]
     train.add_argument("agent", nargs="?", default="dqn",
-                       help="preset: dqn, double_dqn, dueling, prioritized (default dqn)")
+                       help="preset: dqn, double_dqn, dueling, prioritized, c51, qr_dqn, iqn, "
+                            "rainbow (default dqn)")
     train.add_argument("--env", default="jax:CartPole-v1",
                        help="env id: jax:CartPole-v1, jax:Catch, jax:Cave, or an EnvPool id "
                             "such as CartPole-v1 or Breakout-v5 (default jax:CartPole-v1)")

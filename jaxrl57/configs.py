@@ -45,7 +45,8 @@ _FAMILY: dict[str, tuple[dict, dict, dict]] = {
     "cartpole": (
         dict(hidden_sizes=(64, 64), replay_capacity=50_000, batch_size=64),
         dict(learning_rate=2.3e-3, lr_final_fraction=0.05, epsilon_decay_steps=8_000,
-             huber_delta=100.0, epsilon_end=0.04, learning_starts=1_000, target_period=128),
+             huber_delta=100.0, epsilon_end=0.04, learning_starts=1_000, target_period=128,
+             v_min=0.0, v_max=100.0),  # C51 support: returns of 1 per step, discount 0.99
         dict(total_steps=70_000, num_envs=8, train_every=1, updates_per_train=4, num_rows=10,
              eval_episodes=10),
     ),
@@ -58,7 +59,7 @@ _FAMILY: dict[str, tuple[dict, dict, dict]] = {
     "catch": (
         dict(hidden_sizes=(64, 64), replay_capacity=10_000, batch_size=32),
         dict(learning_rate=1e-3, lr_final_fraction=0.05, epsilon_decay_steps=5_000,
-             learning_starts=500, target_period=100, discount=0.99),
+             learning_starts=500, target_period=100, discount=0.99, v_min=-1.0, v_max=1.0),
         dict(total_steps=40_000, num_envs=8, updates_per_train=1, num_rows=10,
              eval_episodes=100),
     ),

@@ -70,7 +70,6 @@ def test_sharded_members_match_a_single_member_run():
     # Each device runs the one-member program: member 0 (seed 0) is the
     # single-member run (to float rounding: the partitioned program fuses
     # differently), and member 1 (seed 1) is a different run.
-    assert member0[0] == one[0]
     for a, b in zip(member0, one, strict=True):
         assert a.keys() == b.keys()
         np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-4)

@@ -7,6 +7,17 @@
 * Prioritized replay: Schaul et al. 2016 (proportional variant, IS weights
   with beta annealed to 1).
 * n-step returns: Sutton 1988; as used by Hessel et al. 2018 (Rainbow).
+* Distributional values (`distribution`): C51 (Bellemare et al. 2017, a
+  categorical return distribution on fixed atoms), QR-DQN (Dabney et al.
+  2018a, fixed quantile fractions), IQN (Dabney et al. 2018b, sampled
+  fractions). Actions are greedy in the distribution's mean; with
+  `prioritized`, the per-example loss (cross-entropy or quantile loss) is the
+  priority, as in Rainbow.
+* Noisy nets (`noisy`): factorised-Gaussian head layers (Fortunato et al.
+  2018) with a fresh noise key for each forward pass; acting is greedy in the
+  noisy values (no epsilon-greedy) and evaluation uses the mean weights.
+* Rainbow (Hessel et al. 2018): C51 + double + dueling + noisy + n-step +
+  prioritized, the `rainbow` preset.
 
 The agent follows `jaxrl57.agents.base.Agent`. Shapes are fixed by the
 static `DQNConfig`; every numeric setting that does not change a shape is a
@@ -33,6 +44,7 @@ from jaxrl57 import exploration, losses
 from jaxrl57.agents.base import Agent
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.networks import make_q_network
+from jaxrl57.networks.distributional import expected_q, sample_taus
 from jaxrl57.replay import (
     Transition,
     nstep_emit,
@@ -61,6 +73,12 @@ class DQNConfig:
     replay_capacity: int = 100_000
     batch_size: int = 32
     optimizer: str = "adam"  # adam | rmsprop (centered, as in Nature DQN)
+    distribution: str = "none"  # none | c51 | qr | iqn
+    num_atoms: int = 51  # C51 atoms, QR-DQN quantiles, IQN fractions N = N' per update
+    num_act_taus: int = 32  # IQN: fractions K averaged to act
+    quantile_kappa: float = 1.0  # QR-DQN/IQN Huber threshold (static: rlax branches on it)
+    noisy: bool = False
+    noisy_sigma0: float = 0.5
 
     def validate(self) -> None:
         """Raises ValueError for impossible settings."""
@@ -74,6 +92,18 @@ class DQNConfig:
             raise ValueError(f"optimizer must be adam or rmsprop, not {self.optimizer!r}")
         if self.torso not in ("mlp", "nature_cnn", "small_cnn"):
             raise ValueError(f"torso must be mlp, nature_cnn or small_cnn, not {self.torso!r}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, "
+                             f"not {self.distribution!r}")
+        if self.distribution != "none" and self.num_atoms < 2:
+            raise ValueError(f"num_atoms must be >= 2, got {self.num_atoms}")
+        if self.distribution in ("qr", "iqn") and self.dueling:
+            raise ValueError(f"dueling is not available with distribution={self.distribution}")
+        if self.num_act_taus < 1:
+            raise ValueError(f"num_act_taus must be >= 1, got {self.num_act_taus}")
+
+
+DISTRIBUTIONS = ("none", "c51", "qr", "iqn")
 
 
 @flax.struct.dataclass
@@ -98,6 +128,8 @@ class DQNHParams:
     priority_alpha: jax.Array
     priority_beta_start: jax.Array
     priority_beta_steps: jax.Array  # updates over which beta anneals to 1
+    v_min: jax.Array  # C51 support [v_min, v_max]
+    v_max: jax.Array
 
     @classmethod
     def create(cls, **values: Any) -> DQNHParams:
@@ -115,7 +147,7 @@ DEFAULT_HPARAMS: dict[str, float] = dict(
     epsilon_decay_steps=10_000, eval_epsilon=0.0, learning_starts=1_000, target_period=500,
     target_tau=1.0, huber_delta=1.0, max_grad_norm=10.0, optimizer_eps=1e-8,
     rmsprop_decay=0.95, priority_alpha=0.6, priority_beta_start=0.4,
-    priority_beta_steps=100_000,
+    priority_beta_steps=100_000, v_min=-10.0, v_max=10.0,
 )
 
 
@@ -157,14 +189,44 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
     if not spec.discrete:
         raise ValueError(f"DQN needs a discrete action space; {spec.name} has continuous actions")
     network = make_q_network(spec.num_actions, spec.obs_shape, torso=config.torso,
-                             hidden_sizes=config.hidden_sizes, dueling=config.dueling)
+                             hidden_sizes=config.hidden_sizes, dueling=config.dueling,
+                             distribution=config.distribution, num_atoms=config.num_atoms,
+                             noisy=config.noisy, sigma0=config.noisy_sigma0)
+    dist = config.distribution
     example_obs = jnp.zeros(spec.obs_shape, spec.obs_dtype)
     example = Transition(obs=example_obs, action=jnp.zeros((), jnp.int32),
                          reward=jnp.zeros((), jnp.float32), discount=jnp.zeros((), jnp.float32),
                          next_obs=example_obs)
 
+    def forward(params, obs, key, taus=None, deterministic=False):
+        """The network's raw output; `key` feeds the noisy layers' "noise" stream."""
+        head_args = () if taus is None else (taus,)
+        if not config.noisy:
+            return network.apply(params, obs, *head_args)
+        rngs = None if deterministic else {"noise": key}
+        return network.apply(params, obs, *head_args, deterministic=deterministic, rngs=rngs)
+
+    def atoms(hp: DQNHParams):
+        return jnp.linspace(hp.v_min, hp.v_max, config.num_atoms)
+
+    def q_values(params, obs, key, hp: DQNHParams, deterministic=False):
+        """Greedy values [B, A]: the mean of the return distribution."""
+        noise_key, tau_key = jax.random.split(key)
+        if dist == "iqn":
+            taus = sample_taus(tau_key, config.num_act_taus, obs.shape[:1])
+            return jnp.mean(forward(params, obs, noise_key, taus, deterministic), axis=-2)
+        out = forward(params, obs, noise_key, deterministic=deterministic)
+        if dist == "c51":
+            return expected_q(out, atoms(hp))
+        if dist == "qr":
+            return jnp.mean(out, axis=-2)
+        return out
+
     def init(key, hp: DQNHParams) -> DQNState:
-        params = network.init(key, example_obs)
+        params_key, noise_key = jax.random.split(key)
+        init_args = (sample_taus(noise_key, config.num_act_taus),) if dist == "iqn" else ()
+        params = network.init({"params": params_key, "noise": noise_key}, example_obs,
+                              *init_args)
         opt_state = make_optimizer(config, hp).init(params)
         if config.prioritized:
             replay = prioritized_init(example, config.replay_capacity)
@@ -181,11 +243,15 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
                                           hp.epsilon_decay_steps)
 
     def act(state: DQNState, obs, key):
-        q = network.apply(state.params, obs)
+        q_key, key = jax.random.split(key)
+        q = q_values(state.params, obs, q_key, state.hparams)
+        if config.noisy:  # the noise explores (Fortunato et al. 2018, Algorithm 1)
+            return jnp.argmax(q, axis=-1).astype(jnp.int32), state
         return exploration.epsilon_greedy(key, q, epsilon(state)), state
 
     def act_eval(state: DQNState, obs, key):
-        q = network.apply(state.params, obs)
+        q_key, key = jax.random.split(key)
+        q = q_values(state.params, obs, q_key, state.hparams, deterministic=True)
         return exploration.epsilon_greedy(key, q, state.hparams.eval_epsilon)
 
     def observe(state: DQNState, obs, action, reward, terminated, truncated, next_obs):
@@ -208,21 +274,53 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
     def can_update(state: DQNState):
         return state.replay.size >= jnp.maximum(state.hparams.learning_starts, config.batch_size)
 
-    def loss_fn(params, target_params, batch: Transition, weights, hp: DQNHParams):
-        q_t_target = network.apply(target_params, batch.next_obs)
-        if config.double:
-            # One pass of the online net over obs and next_obs together.
-            both = network.apply(params, jnp.concatenate([batch.obs, batch.next_obs]))
-            q_tm1, q_t_online = jnp.split(both, 2)
-            loss, td = losses.double_dqn_loss(
-                q_tm1, batch.action, batch.reward, batch.discount, q_t_target, q_t_online,
-                huber_delta=hp.huber_delta, weights=weights)
+    def loss_fn(params, target_params, batch: Transition, weights, hp: DQNHParams, key):
+        """Returns (loss, (per-example priority source, mean online Q))."""
+        online_key, target_key, tau_key, tau_t_key = jax.random.split(key, 4)
+        B = batch.action.shape[0]
+        a, r, d = batch.action, batch.reward, batch.discount
+        # One pass of the online net over obs and next_obs together when the
+        # next action is chosen by the online net (double Q).
+        obs = jnp.concatenate([batch.obs, batch.next_obs]) if config.double else batch.obs
+        if dist == "iqn":
+            taus = sample_taus(tau_key, config.num_atoms, (obs.shape[0],))
+            online = forward(params, obs, online_key, taus)
+            target = forward(target_params, batch.next_obs, target_key,
+                             sample_taus(tau_t_key, config.num_atoms, (B,)))
         else:
-            q_tm1 = network.apply(params, batch.obs)
-            loss, td = losses.dqn_loss(
-                q_tm1, batch.action, batch.reward, batch.discount, q_t_target,
-                huber_delta=hp.huber_delta, weights=weights)
-        return loss, (td, jnp.mean(q_tm1))
+            online = forward(params, obs, online_key)
+            target = forward(target_params, batch.next_obs, target_key)
+        out_tm1 = online[:B]
+        if dist == "c51":
+            z = atoms(hp)
+            q_tm1 = expected_q(out_tm1, z)
+            if config.double:
+                loss, per = losses.categorical_double_dqn_loss(
+                    out_tm1, a, r, d, target, expected_q(online[B:], z), z, weights=weights)
+            else:
+                loss, per = losses.categorical_dqn_loss(out_tm1, a, r, d, target, z,
+                                                        weights=weights)
+        elif dist in ("qr", "iqn"):
+            q_tm1 = jnp.mean(out_tm1, axis=-2)
+            q_select = jnp.mean(online[B:], axis=-2) if config.double else None
+            if dist == "qr":
+                loss, per = losses.quantile_dqn_loss(
+                    out_tm1, a, r, d, target, q_select,
+                    taus=losses.quantile_midpoints(config.num_atoms),
+                    huber_delta=config.quantile_kappa, weights=weights)
+            else:
+                loss, per = losses.iqn_loss(out_tm1, taus[:B], a, r, d, target, q_select,
+                                            huber_delta=config.quantile_kappa, weights=weights)
+        else:
+            q_tm1 = out_tm1
+            if config.double:
+                loss, td = losses.double_dqn_loss(q_tm1, a, r, d, target, online[B:],
+                                                  huber_delta=hp.huber_delta, weights=weights)
+            else:
+                loss, td = losses.dqn_loss(q_tm1, a, r, d, target,
+                                           huber_delta=hp.huber_delta, weights=weights)
+            per = jnp.abs(td)
+        return loss, (per, jnp.mean(q_tm1))
 
     def update(state: DQNState, key):
         """One gradient step, or no change while replay is warming up.
@@ -233,6 +331,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         """
         hp = state.hparams
         ready = can_update(state)
+        key, loss_key = jax.random.split(key)
         if config.prioritized:
             beta = hp.priority_beta_start + (1.0 - hp.priority_beta_start) * jnp.minimum(
                 1.0, state.updates / hp.priority_beta_steps)
@@ -240,8 +339,8 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
                                                          beta)
         else:
             batch, weights = uniform_sample(state.replay, key, config.batch_size), None
-        (loss, (td, q_mean)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, batch, weights, hp)
+        (loss, (priority, q_mean)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.target_params, batch, weights, hp, loss_key)
         updates, opt_state = make_optimizer(config, hp).update(grads, state.opt_state,
                                                                 state.params)
         params = optax.apply_updates(state.params, updates)
@@ -253,11 +352,12 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ready, n, o), new, old)
         replay = state.replay
         if config.prioritized:
-            updated = prioritized_update(replay, indices, jnp.abs(td), hp.priority_alpha)
+            updated = prioritized_update(replay, indices, priority, hp.priority_alpha)
             replay = updated._replace(tree=jnp.where(ready, updated.tree, replay.tree),
                                       max_priority=jnp.where(ready, updated.max_priority,
                                                              replay.max_priority))
-        metrics = {"loss": loss, "q_mean": q_mean, "td_abs": jnp.mean(jnp.abs(td)),
+        # td_abs: |TD error| for Q-value heads, the per-example loss otherwise.
+        metrics = {"loss": loss, "q_mean": q_mean, "td_abs": jnp.mean(priority),
                    "grad_norm": optax.tree.norm(grads)}
         metrics = {k: jnp.where(ready, v, 0.0) for k, v in metrics.items()}
         metrics["updated"] = ready.astype(jnp.float32)
@@ -292,6 +392,19 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
     # Schaul et al. 2016: proportional, alpha 0.6, beta 0.4 -> 1, double DQN.
     "prioritized": (dict(double=True, prioritized=True), dict(priority_alpha=0.6,
                                                              priority_beta_start=0.4)),
+    # Bellemare et al. 2017: 51 atoms on [-10, 10], Adam.
+    "c51": (dict(distribution="c51", num_atoms=51, optimizer="adam"), dict()),
+    # Dabney et al. 2018a: 200 quantiles, quantile Huber loss with kappa 1, Adam.
+    "qr_dqn": (dict(distribution="qr", num_atoms=200, optimizer="adam"), dict()),
+    # Dabney et al. 2018b: N = N' = 64 sampled fractions, K = 32 to act, kappa 1.
+    "iqn": (dict(distribution="iqn", num_atoms=64, num_act_taus=32, optimizer="adam"), dict()),
+    # Hessel et al. 2018, Table 1: C51 + double + dueling + noisy (sigma0 0.5) +
+    # 3-step + proportional prioritized replay (alpha 0.5, beta 0.4 -> 1, the
+    # cross-entropy as priority); no epsilon-greedy.
+    "rainbow": (dict(distribution="c51", num_atoms=51, double=True, dueling=True, noisy=True,
+                     noisy_sigma0=0.5, n_step=3, prioritized=True, optimizer="adam"),
+                dict(priority_alpha=0.5, priority_beta_start=0.4, epsilon_start=0.0,
+                     epsilon_end=0.0)),
 }
 
 ATARI_PRESET_HPARAMS: dict[str, dict[str, float]] = {
@@ -302,4 +415,18 @@ ATARI_PRESET_HPARAMS: dict[str, dict[str, float]] = {
     # Prioritized replay: step size divided by 4 (Schaul et al. 2016, sec. 4).
     "prioritized": dict(epsilon_end=0.01, eval_epsilon=0.001, target_period=7_500,
                         learning_rate=2.5e-4 / 4),
+    # Adam epsilon 0.01 / batch size 32 (Bellemare et al. 2017; Dabney et al. 2018a, b).
+    "c51": dict(learning_rate=2.5e-4, optimizer_eps=0.01 / 32, epsilon_end=0.01,
+                eval_epsilon=0.001, v_min=-10.0, v_max=10.0),
+    "qr_dqn": dict(learning_rate=5e-5, optimizer_eps=0.01 / 32, epsilon_end=0.01,
+                   eval_epsilon=0.001),
+    "iqn": dict(learning_rate=5e-5, optimizer_eps=0.01 / 32, epsilon_end=0.01,
+                eval_epsilon=0.001),
+    # Hessel et al. 2018, Table 1 (frames / 4 = agent steps): learning starts
+    # after 80k frames, target every 32k frames (8k agent steps, 2k updates),
+    # Adam 6.25e-5 with eps 1.5e-4.
+    "rainbow": dict(learning_rate=6.25e-5, optimizer_eps=1.5e-4, learning_starts=20_000,
+                    target_period=2_000, max_grad_norm=10.0, epsilon_start=0.0,
+                    epsilon_end=0.0, eval_epsilon=0.001, v_min=-10.0, v_max=10.0,
+                    priority_beta_steps=12_500_000),
 }

@@ -1,21 +1,32 @@
-"""flax.linen networks: torsos, heads and the Q-network that joins them."""
+"""flax.linen networks: torsos, heads and the Q-network that joins them.
+
+Heads by output: `QHead`/`DuelingHead`/`NoisyQHead`/`NoisyDuelingHead` give
+Q-values [..., A]; `CategoricalHead` C51 logits [..., A, N]; `QuantileHead`
+QR-DQN quantiles [..., N, A]; `IQNHead` quantiles at given fractions
+[..., T, A] (called with the fractions). Noisy layers draw from the flax RNG
+stream "noise" and take `deterministic=True` for their mean weights.
+"""
 
 from __future__ import annotations
 
 import flax.linen as nn
 
+from jaxrl57.networks.distributional import CategoricalHead, IQNHead, QuantileHead
 from jaxrl57.networks.heads import DuelingHead, QHead
+from jaxrl57.networks.noisy import NoisyDense, NoisyDuelingHead, NoisyQHead
 from jaxrl57.networks.torsos import ConvTorso, MLPTorso, nature_cnn, small_cnn
 
 
 class QNetwork(nn.Module):
-    """torso -> head. Input one observation or a batch; output [..., num_actions]."""
+    """torso -> head. Input one observation or a batch; the head's output.
+
+    Extra arguments go to the head (IQN's fractions, noisy heads' `deterministic`)."""
 
     torso: nn.Module
     head: nn.Module
 
-    def __call__(self, obs):
-        return self.head(self.torso(obs))
+    def __call__(self, obs, *head_args, **head_kwargs):
+        return self.head(self.torso(obs), *head_args, **head_kwargs)
 
 
 def make_torso(name: str, obs_shape: tuple[int, ...], hidden_sizes=(256, 256)) -> nn.Module:
@@ -32,14 +43,42 @@ def make_torso(name: str, obs_shape: tuple[int, ...], hidden_sizes=(256, 256)) -
 
 def make_q_network(
     num_actions: int, obs_shape: tuple[int, ...], *, torso: str = "mlp",
-    hidden_sizes=(256, 256), dueling: bool = False,
+    hidden_sizes=(256, 256), dueling: bool = False, distribution: str = "none",
+    num_atoms: int = 51, noisy: bool = False, sigma0: float = 0.5,
 ) -> QNetwork:
-    head = (DuelingHead(num_actions, hidden_sizes=(hidden_sizes[-1],) if torso == "mlp" else ())
-            if dueling else QHead(num_actions))
+    """The Q-network of the DQN family.
+
+    `distribution`: "none" (Q-values), "c51" (`num_atoms` logits per action),
+    "qr" (`num_atoms` quantiles per action) or "iqn" (quantiles at fractions
+    given to the call). `dueling` splits the head into value and advantage
+    streams (C51 too, as in Rainbow); `noisy` makes the head's layers
+    factorised-Gaussian noisy layers (Fortunato et al. 2018).
+    """
+    # MLP torsos end at their last hidden layer; dueling streams (and IQN's
+    # layer after the merge) get one hidden layer of that size each.
+    head_hidden = (hidden_sizes[-1],) if torso == "mlp" else ()
+    stream_hidden = head_hidden if dueling else ()
+    noise = dict(noisy=noisy, sigma0=sigma0)
+    if distribution == "c51":
+        head = CategoricalHead(num_actions, num_atoms, dueling=dueling,
+                               hidden_sizes=stream_hidden, **noise)
+    elif distribution == "qr":
+        head = QuantileHead(num_actions, num_atoms, **noise)
+    elif distribution == "iqn":
+        head = IQNHead(num_actions, hidden_sizes=head_hidden or (512,), **noise)
+    elif distribution != "none":
+        raise ValueError(f"unknown distribution {distribution!r}; choose none, c51, qr or iqn")
+    elif noisy:
+        head = (NoisyDuelingHead(num_actions, hidden_sizes=stream_hidden, sigma0=sigma0)
+                if dueling else NoisyQHead(num_actions, sigma0=sigma0))
+    else:
+        head = (DuelingHead(num_actions, hidden_sizes=stream_hidden) if dueling
+                else QHead(num_actions))
     return QNetwork(make_torso(torso, obs_shape, hidden_sizes), head)
 
 
 __all__ = [
-    "ConvTorso", "DuelingHead", "MLPTorso", "QHead", "QNetwork",
+    "CategoricalHead", "ConvTorso", "DuelingHead", "IQNHead", "MLPTorso", "NoisyDense",
+    "NoisyDuelingHead", "NoisyQHead", "QHead", "QNetwork", "QuantileHead",
     "make_q_network", "make_torso", "nature_cnn", "small_cnn",
 ]
