@@ -1,5 +1,13 @@
 """Environments: JAX envs (`jax:` ids) and EnvPool envs (every `envpool.list_all_envs()` id).
 
+JAX envs (kwargs of their makers in brackets):
+
+    jax:CartPole-v1        CartPole-v1 (cartpole.py)
+    jax:Catch              Catch of the Keras DQN article [size] (catch.py)
+    jax:Cave               CAVE, the side-scroller of the Keras DQN article [size, frames]
+    jax:MaskedCartPole-v1  CartPole-v1 observing positions only (memory.py)
+    jax:MemoryChain        remember a cue for `length` steps [length, num_cues] (memory.py)
+
     make_env("jax:Catch", size=16)             # -> JaxEnv
     make_env("Breakout-v5", num_envs=8, seed=0)  # -> EnvPoolVec (see envpool_env)
     env_spec("Breakout-v5")                    # -> EnvSpec, no env created
@@ -10,6 +18,7 @@ EnvPool is imported lazily, so the JAX envs work where EnvPool is not installed.
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +26,7 @@ from jaxrl57.envs.base import EnvSpec, JaxEnv
 from jaxrl57.envs.cartpole import make_cartpole
 from jaxrl57.envs.catch import make_catch
 from jaxrl57.envs.cave import make_cave
+from jaxrl57.envs.memory import make_masked_cartpole, make_memory_chain
 
 __all__ = [
     "EnvSpec",
@@ -29,12 +39,16 @@ __all__ = [
     "make_catch",
     "make_cave",
     "make_env",
+    "make_masked_cartpole",
+    "make_memory_chain",
 ]
 
 JAX_ENVS: dict[str, Callable[..., JaxEnv]] = {
     "jax:CartPole-v1": make_cartpole,
     "jax:Catch": make_catch,
     "jax:Cave": make_cave,
+    "jax:MaskedCartPole-v1": make_masked_cartpole,
+    "jax:MemoryChain": make_memory_chain,
 }
 
 
@@ -75,17 +89,29 @@ def _check_known(env_id: str) -> None:
     )
 
 
+def _make_jax_env(env_id: str, kwargs: dict[str, Any]) -> JaxEnv:
+    maker = JAX_ENVS[env_id]
+    allowed = list(inspect.signature(maker).parameters)
+    unknown = [k for k in kwargs if k not in allowed]
+    if unknown:
+        takes = f"its arguments: {', '.join(allowed)}" if allowed else "it takes no arguments"
+        raise ValueError(f"{env_id}: unknown argument(s) {', '.join(unknown)} ({takes})")
+    return maker(**kwargs)
+
+
 def make_env(env_id: str, **kwargs: Any):
     """Make an environment.
 
     `jax:` ids return a `JaxEnv` (kwargs go to its maker: `size` for Catch, `size` and
-    `frames` for Cave). EnvPool ids return `envpool_env.EnvPoolVec` via
+    `frames` for Cave, `length` and `num_cues` for MemoryChain; an argument the maker does
+    not take, or a bad value, raises `ValueError`). EnvPool ids return
+    `envpool_env.EnvPoolVec` via
     `make_envpool(env_id, num_envs=1, seed=0, train=True, **overrides)` (kwargs override
     those). Raises `UnknownEnvError` with close ids for unknown ids.
     """
     _check_known(env_id)
     if is_jax_env(env_id):
-        return JAX_ENVS[env_id](**kwargs)
+        return _make_jax_env(env_id, kwargs)
     from jaxrl57.envs.envpool_env import make_envpool
 
     num_envs = kwargs.pop("num_envs", 1)
@@ -97,7 +123,7 @@ def env_spec(env_id: str, **kwargs: Any) -> EnvSpec:
     """The `EnvSpec` of `make_env(env_id, **kwargs)`; for EnvPool ids no env is created."""
     _check_known(env_id)
     if is_jax_env(env_id):
-        return JAX_ENVS[env_id](**kwargs).spec
+        return _make_jax_env(env_id, kwargs).spec
     from jaxrl57.envs.envpool_env import envpool_spec
 
     return envpool_spec(env_id, **kwargs)
