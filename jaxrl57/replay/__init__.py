@@ -1,4 +1,4 @@
-"""Pure-JAX replay buffers whose state is a pytree: uniform, prioritized, n-step."""
+"""Pure-JAX replay buffers whose state is a pytree: uniform, prioritized, n-step, sequence."""
 
 from jaxrl57.replay.base import Transition
 from jaxrl57.replay.nstep import NStepState, nstep_emit, nstep_init, nstep_push
@@ -8,6 +8,14 @@ from jaxrl57.replay.prioritized import (
     prioritized_init,
     prioritized_sample,
     prioritized_update,
+)
+from jaxrl57.replay.sequence import (
+    SequenceReplayState,
+    sequence_can_sample,
+    sequence_init,
+    sequence_push,
+    sequence_sample,
+    sequence_update_priorities,
 )
 from jaxrl57.replay.sum_tree import (
     sum_tree_find,
@@ -21,6 +29,7 @@ from jaxrl57.replay.uniform import UniformState, uniform_add, uniform_init, unif
 __all__ = [
     "NStepState",
     "PrioritizedState",
+    "SequenceReplayState",
     "Transition",
     "UniformState",
     "nstep_emit",
@@ -30,6 +39,11 @@ __all__ = [
     "prioritized_init",
     "prioritized_sample",
     "prioritized_update",
+    "sequence_can_sample",
+    "sequence_init",
+    "sequence_push",
+    "sequence_sample",
+    "sequence_update_priorities",
     "sum_tree_find",
     "sum_tree_get",
     "sum_tree_init",

@@ -1,0 +1,286 @@
+"""Prioritized sequence replay with stored recurrent state (R2D2, Kapturowski et al. 2019).
+
+`E` environments step in lockstep. Each call to `sequence_push` appends, for
+every env, one `step` (any pytree of arrays with leading axis `[E]`: obs,
+action, reward, discount, reset flag, previous action and reward, loss mask,
+...) together with the recurrent core state the actor had BEFORE processing
+that step, i.e. the state it fed into its core along with this step's
+observation. A per-env ring keeps the last `seq_len` steps and their core
+states.
+
+Emission timing. Number the pushed steps `0, 1, 2, ...`. Once `seq_len`
+steps have been pushed, and then every `period` pushes, the push writes `E`
+sequences (one per env, env 0 first) of `seq_len` consecutive steps into the
+buffer: the sequences start at steps `0, period, 2 * period, ...`, so two
+consecutive sequences of one env overlap by `seq_len - period` steps (R2D2:
+`seq_len = 80`, overlap 40, so `period = 40`). Concretely, the push that
+brings the number of pushed steps to `c` emits iff `c >= seq_len` and
+`(c - seq_len) % period == 0`, and the sequence holds steps
+`c - seq_len, ..., c - 1`. Each sequence is stored with the core state of its
+FIRST step: the "stored state" strategy of R2D2 (sec. 3), from which the
+learner starts its unroll (after an optional burn-in prefix, the learner's
+choice).
+
+Episode boundaries. Sequences run straight across episode boundaries: steps
+are neither dropped nor padded, and the reset flags (whatever leaf of `step`
+marks "this step begins a new episode") are stored at their positions. The
+learner must reset the core state to its initial value before processing
+every step whose reset flag is set, INCLUDING step 0 of a sequence (if the
+actor already reset its state before pushing that step, doing it again is a
+no-op); then no unroll ever carries state from one episode into the next.
+Targets that bootstrap across a boundary are masked by the stored discounts
+or loss mask, also the learner's job.
+
+Priorities are proportional (Schaul et al. 2016) and reuse
+`replay.prioritized`: sequence `i` is sampled with probability
+`p_i^alpha / sum_k p_k^alpha`, with importance weight
+`w_i = (N P(i))^-beta / max_batch w`. New sequences enter at the largest
+priority seen so far (`max_priority ** alpha`). The priorities passed back by
+the learner are R2D2's `eta * max_t |td_t| + (1 - eta) * mean_t |td_t|`
+(`jaxrl57.losses.r2d2_priority`).
+
+All functions are pure; the state is a pytree of fixed-shape arrays, so they
+work under `jax.jit` and `jax.vmap` (e.g. over a population axis). Nothing
+branches on traced values: the write into the buffer happens on every push
+with its indices pushed out of range (and dropped) when no sequence is due,
+so XLA never copies the buffer as it would for a `lax.cond` operand.
+`num_envs`, `capacity` and `seq_len` set shapes and are static; `period`,
+`alpha` and `beta` are traced and may differ across a vmapped population.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl57.replay.prioritized import PrioritizedState, prioritized_sample, prioritized_update
+from jaxrl57.replay.sum_tree import sum_tree_get, sum_tree_init, sum_tree_set
+
+_tree_map = jax.tree_util.tree_map
+_leaves = jax.tree_util.tree_leaves
+
+
+class SequenceReplayState(NamedTuple):
+    """Sequence builder and prioritized sequence buffer.
+
+    ring_steps: step pytree with leaves `[E, seq_len, ...]`; the step numbered
+      `t` (counting pushes from 0) lives in ring slot `t % seq_len`.
+    ring_core_states: core-state pytree with leaves `[E, seq_len, ...]`, the
+      state before each step in the same slots.
+    count: int32 scalar, number of steps pushed. To never overflow it is
+      reduced by `seq_len * period` whenever it reaches
+      `seq_len + seq_len * period`, which keeps `count >= seq_len`,
+      `count % seq_len` and `(count - seq_len) % period` unchanged.
+    period: int32 scalar, pushes between emissions (`seq_len - overlap`).
+    steps: step pytree with leaves `[capacity, seq_len, ...]`, the sequences.
+    start_core_states: core-state pytree with leaves `[capacity, ...]`, the
+      core state before step 0 of each sequence (the R2D2 stored state).
+    position: int32 scalar, next buffer slot to write.
+    size: int32 scalar, number of filled slots (slots `[0, size)`).
+    tree: sum tree `[2 * C]` (see `sum_tree`) whose leaves are `p_i^alpha`.
+    max_priority: float32 scalar, largest raw priority seen so far (starts at 1).
+    """
+
+    ring_steps: Any
+    ring_core_states: Any
+    count: jax.Array
+    period: jax.Array
+    steps: Any
+    start_core_states: Any
+    position: jax.Array
+    size: jax.Array
+    tree: jax.Array
+    max_priority: jax.Array
+
+
+def _zeros(example, lead: tuple[int, ...]):
+    return _tree_map(lambda x: jnp.zeros(lead + jnp.shape(x), jnp.asarray(x).dtype), example)
+
+
+def sequence_init(
+    example_step,
+    example_core_state,
+    num_envs: int,
+    capacity: int,
+    seq_len: int = 80,
+    period=None,
+) -> SequenceReplayState:
+    """Empty builder and buffer.
+
+    Args:
+      example_step: ONE env's step, without the `[E]` axis (values unused;
+        sets the structure, shapes and dtypes). Must hold at least one array.
+      example_core_state: ONE env's core state, without the `[E]` axis (e.g.
+        an LSTM `(c, h)` pair of `[H]` arrays); may be an empty pytree.
+      num_envs: E, static.
+      capacity: number of sequences the buffer holds, static.
+      seq_len: steps per sequence (R2D2: 80, burn-in included), static.
+      period: pushes between emissions, `seq_len - overlap`, in
+        `[1, seq_len]`; default `seq_len // 2` (R2D2: 40). May be a traced
+        int scalar (then it is not validated here).
+    """
+    if num_envs < 1 or capacity < 1 or seq_len < 1:
+        raise ValueError(
+            f"num_envs, capacity and seq_len must be >= 1, got {num_envs}, {capacity}, {seq_len}"
+        )
+    if period is None:
+        period = max(1, seq_len // 2)
+    if isinstance(period, (int, np.integer)) and not 1 <= period <= seq_len:
+        raise ValueError(f"period must be in [1, seq_len={seq_len}], got {period}")
+    if not _leaves(example_step):
+        raise ValueError("example_step must contain at least one array")
+    return SequenceReplayState(
+        ring_steps=_zeros(example_step, (num_envs, seq_len)),
+        ring_core_states=_zeros(example_core_state, (num_envs, seq_len)),
+        count=jnp.zeros((), jnp.int32),
+        period=jnp.asarray(period, jnp.int32),
+        steps=_zeros(example_step, (capacity, seq_len)),
+        start_core_states=_zeros(example_core_state, (capacity,)),
+        position=jnp.zeros((), jnp.int32),
+        size=jnp.zeros((), jnp.int32),
+        tree=sum_tree_init(capacity),
+        max_priority=jnp.ones((), jnp.float32),
+    )
+
+
+def _check_batch(name: str, ring, batch) -> None:
+    """Static check that `batch` leaves are `[E, ...]` like the ring's `[E, seq_len, ...]`."""
+    ring_leaves, ring_def = jax.tree_util.tree_flatten(ring)
+    batch_leaves, batch_def = jax.tree_util.tree_flatten(batch)
+    if ring_def != batch_def:
+        raise ValueError(f"{name} has structure {batch_def}, expected {ring_def}")
+    for r, b in zip(ring_leaves, batch_leaves, strict=True):
+        expected = r.shape[:1] + r.shape[2:]
+        if jnp.shape(b) != expected:
+            raise ValueError(f"{name} leaf has shape {jnp.shape(b)}, expected {expected}")
+
+
+def _masked_write(storage, position: jax.Array, items, due: jax.Array):
+    """Writes `items [N, ...]` at ring slots `position, position + 1, ...` where `due`.
+
+    Returns `(storage, indices)`, `indices [M]` the slots (written or not).
+    When not due the scatter indices are out of range and `mode="drop"`
+    discards the updates, so the buffer is updated in place either way. If N
+    exceeds the capacity only the last `capacity` items are kept (as
+    `uniform.ring_write` does).
+    """
+    capacity = _leaves(storage)[0].shape[0]
+    n = _leaves(items)[0].shape[0]
+    if n > capacity:
+        skip = n - capacity
+        items = _tree_map(lambda x: x[skip:], items)
+        position = position + skip
+        n = capacity
+    indices = ((position + jnp.arange(n, dtype=jnp.int32)) % capacity).astype(jnp.int32)
+    targets = jnp.where(due, indices, capacity)
+    storage = _tree_map(
+        lambda s, x: s.at[targets].set(jnp.asarray(x, s.dtype), mode="drop"), storage, items
+    )
+    return storage, indices
+
+
+def sequence_push(state: SequenceReplayState, step, core_state, priority_alpha):
+    """Appends one step of all `E` envs; writes `E` sequences when one is due.
+
+    Args:
+      state: the replay state.
+      step: step pytree with leaves `[E, ...]` (the structure of `example_step`).
+      core_state: the actors' core states BEFORE processing `step`, leaves `[E, ...]`.
+      priority_alpha: priority exponent (may be traced); new sequences get
+        leaf `max_priority ** alpha`. Use the same alpha for
+        `sequence_update_priorities`.
+
+    Returns:
+      The new state. See the module docstring for when sequences are emitted.
+    """
+    _check_batch("step", state.ring_steps, step)
+    _check_batch("core_state", state.ring_core_states, core_state)
+    seq_len = _leaves(state.ring_steps)[0].shape[1]
+    num_envs = _leaves(state.ring_steps)[0].shape[0]
+    capacity = _leaves(state.steps)[0].shape[0]
+
+    slot = state.count % seq_len
+    write = lambda ring, x: ring.at[:, slot].set(jnp.asarray(x, ring.dtype))
+    ring_steps = _tree_map(write, state.ring_steps, step)
+    ring_core_states = _tree_map(write, state.ring_core_states, core_state)
+
+    count = state.count + 1
+    due = (count >= seq_len) & ((count - seq_len) % state.period == 0)
+    oldest = count % seq_len  # slot of step `count - seq_len`
+    order = (oldest + jnp.arange(seq_len, dtype=jnp.int32)) % seq_len
+    sequences = _tree_map(lambda r: jnp.take(r, order, axis=1), ring_steps)  # [E, L, ...]
+    starts = _tree_map(lambda r: r[:, oldest], ring_core_states)  # [E, ...]
+
+    steps, indices = _masked_write(state.steps, state.position, sequences, due)
+    start_core_states, _ = _masked_write(state.start_core_states, state.position, starts, due)
+    leaf = jnp.power(state.max_priority, jnp.asarray(priority_alpha, jnp.float32))
+    values = jnp.where(due, leaf, sum_tree_get(state.tree, indices))
+    tree = sum_tree_set(state.tree, indices, values)
+
+    wrap = seq_len * state.period
+    count = jnp.where(count >= seq_len + wrap, count - wrap, count).astype(jnp.int32)
+    position = jnp.where(due, (state.position + num_envs) % capacity, state.position)
+    size = jnp.where(due, jnp.minimum(state.size + num_envs, capacity), state.size)
+    return state._replace(
+        ring_steps=ring_steps,
+        ring_core_states=ring_core_states,
+        count=count,
+        steps=steps,
+        start_core_states=start_core_states,
+        position=position.astype(jnp.int32),
+        size=size.astype(jnp.int32),
+        tree=tree,
+    )
+
+
+def _as_prioritized(state: SequenceReplayState) -> PrioritizedState:
+    """The buffer seen as a `PrioritizedState` whose items are `(steps, start_core_state)`."""
+    return PrioritizedState(
+        storage=(state.steps, state.start_core_states),
+        position=state.position,
+        size=state.size,
+        tree=state.tree,
+        max_priority=state.max_priority,
+    )
+
+
+def sequence_sample(state: SequenceReplayState, key: jax.Array, batch_size: int, beta):
+    """Stratified proportional sample of `batch_size` sequences (see `prioritized_sample`).
+
+    Returns:
+      steps: step pytree with leaves `[B, seq_len, ...]`.
+      start_core_state: core-state pytree with leaves `[B, ...]`, the stored
+        state before step 0 of each sequence.
+      indices: int32 `[B]`, slots to pass to `sequence_update_priorities`.
+      weights: float32 `[B]`, `(N * P(i))^-beta` divided by the batch maximum,
+        `N` the number of stored sequences.
+
+    An empty buffer returns slot 0 (zeros) with weight 1; check
+    `sequence_can_sample` first.
+    """
+    (steps, start), indices, weights = prioritized_sample(
+        _as_prioritized(state), key, batch_size, beta
+    )
+    return steps, start, indices, weights
+
+
+def sequence_update_priorities(
+    state: SequenceReplayState, indices: jax.Array, priorities: jax.Array, alpha, eps: float = 1e-6
+) -> SequenceReplayState:
+    """Sets the priorities of slots `indices [B]` to `(|p| + eps)^alpha`.
+
+    `priorities [B]` are raw sequence priorities, typically
+    `r2d2_priority(abs_td [T, B], eta)`. `max_priority` becomes
+    `max(max_priority, max |p|)`; with duplicate indices the last one wins in
+    the tree (see `sum_tree_set`).
+    """
+    updated = prioritized_update(_as_prioritized(state), indices, priorities, alpha, eps)
+    return state._replace(tree=updated.tree, max_priority=updated.max_priority)
+
+
+def sequence_can_sample(state: SequenceReplayState, batch_size: int) -> jax.Array:
+    """Bool scalar: at least `batch_size` sequences are stored."""
+    return state.size >= batch_size
