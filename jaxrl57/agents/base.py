@@ -15,6 +15,12 @@ An agent is a bundle of pure functions built from a static config and an
 it masks rather than branches, so runners call it unconditionally and no
 `lax.cond` ever carries the replay (XLA copies a conditional's operands).
 
+Evaluation goes through `agent.eval_actor` (`EvalActor`): an actor state
+per evaluation episode, which recurrent agents use for their memory
+(previous action and reward, LSTM state); `stateless_eval_actor` wraps a
+feed-forward `act_eval`. `recurrent` agents change their state in `act`
+(the actor's recurrent state), so a runner must keep what `act` returns.
+
 Everything that does not change shapes (learning rate, discount, epsilons,
 target period, priority exponents, ...) is a traced array in
 `state.hparams`, so `jax.vmap(agent.init)(keys, hparams)` builds a sweep.
@@ -33,6 +39,26 @@ AgentState = Any
 Metrics = dict[str, jax.Array]
 
 
+class EvalActor(NamedTuple):
+    """Acting in evaluation episodes with an actor state of their own.
+
+    actor = init(state, num_envs)
+    actions, actor = act(state, actor, obs, key)
+    actor = observe(actor, actions, reward, done)   # after the env step
+    """
+
+    init: Callable[[AgentState, int], Any]
+    act: Callable[[AgentState, Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
+    observe: Callable[[Any, jax.Array, jax.Array, jax.Array], Any]
+
+
+def stateless_eval_actor(act_eval) -> EvalActor:
+    """The `EvalActor` of a feed-forward agent: no actor state."""
+    return EvalActor(init=lambda state, num_envs: (),
+                     act=lambda state, actor, obs, key: (act_eval(state, obs, key), actor),
+                     observe=lambda actor, actions, reward, done: actor)
+
+
 class Agent(NamedTuple):
     init: Callable[[jax.Array, Any], AgentState]
     act: Callable[[AgentState, jax.Array, jax.Array], tuple[jax.Array, AgentState]]
@@ -41,3 +67,8 @@ class Agent(NamedTuple):
     update: Callable[[AgentState, jax.Array], tuple[AgentState, Metrics]]
     can_update: Callable[[AgentState], jax.Array]
     metric_names: tuple[str, ...]
+    eval_actor: EvalActor | None = None  # None: stateless_eval_actor(act_eval)
+    recurrent: bool = False  # `act` changes the state (the actors' recurrent state)
+
+    def evaluation_actor(self) -> EvalActor:
+        return self.eval_actor or stateless_eval_actor(self.act_eval)

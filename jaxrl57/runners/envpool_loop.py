@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl57.agents.dqn import DQNHParams, make_dqn
 from jaxrl57.runners.on_device import RunConfig
 
 
@@ -40,18 +39,27 @@ class EnvPoolDriver:
         self.envs = make_envpool(env_id, self.run.num_envs, seeds[0], train=True, **env_kwargs)
         self.eval_envs = make_envpool(env_id, self.run.eval_episodes, seeds[0] + 1_000_003,
                                       train=False, **env_kwargs)
-        self.agent = make_dqn(settings.agent_config, self.envs.spec, self.run.num_envs)
+        family = settings.family
+        self.agent = family.make(settings.agent_config, self.envs.spec, self.run.num_envs)
         self.metric_names = tuple(n for n in self.agent.metric_names if n != "updated")
         init_key, key = jax.random.split(jax.random.PRNGKey(seeds[0]))
-        hp = DQNHParams.create(**member_hparams[0])
+        hp = family.hparams_cls.create(**member_hparams[0])
         self.state = {"agent": jax.jit(self.agent.init)(init_key, hp), "key": key,
                       "row": jnp.zeros((), jnp.int32)}
         # Only the actions leave the jitted call: returning the agent state as
         # well makes XLA copy it, replay included (259 ms a step for Atari).
         # DQN-family `act` leaves the state unchanged; recurrent agents keep
         # their actor state apart from the learner state.
-        self._act = jax.jit(lambda state, obs, key: self.agent.act(state, obs, key)[0])
-        self._act_eval = jax.jit(self.agent.act_eval)
+        if self.agent.recurrent:
+            # Recurrent actors change the state in `act`; donating it lets XLA
+            # write the result into the input's buffers.
+            self._act_state = jax.jit(self.agent.act, donate_argnums=0)
+        else:
+            self._act = jax.jit(lambda state, obs, key: self.agent.act(state, obs, key)[0])
+        self._eval_actor = self.agent.evaluation_actor()
+        self._eval_init = jax.jit(self._eval_actor.init, static_argnums=1)
+        self._eval_act = jax.jit(self._eval_actor.act)
+        self._eval_observe = jax.jit(self._eval_actor.observe)
         self._observe = jax.jit(self.agent.observe, donate_argnums=0)
         # One jitted update per call, looped from Python: a lax.scan over
         # updates carries the replay through a while loop, which XLA copied
@@ -68,7 +76,10 @@ class EnvPoolDriver:
         metric_log = []  # device arrays; read once at the end of the row
         for i in range(run.iterations_per_row):
             key, act_key, train_key = jax.random.split(key, 3)
-            actions = self._act(agent_state, self.obs, act_key)
+            if self.agent.recurrent:
+                actions, agent_state = self._act_state(agent_state, self.obs, act_key)
+            else:
+                actions = self._act(agent_state, self.obs, act_key)
             actions = np.asarray(actions)
             out = self.envs.step(actions)
             agent_state = self._observe(agent_state, self.obs, actions, out.reward,
@@ -112,9 +123,14 @@ class EnvPoolDriver:
         horizon = envs.spec.max_episode_steps
         if self.run.eval_max_steps > 0:
             horizon = min(horizon, self.run.eval_max_steps)
+        agent_state = self.state["agent"]
+        actor = self._eval_init(agent_state, envs.num_envs)
         for _ in range(horizon):
             key, act_key = jax.random.split(key)
-            out = envs.step(np.asarray(self._act_eval(self.state["agent"], obs, act_key)))
+            actions, actor = self._eval_act(agent_state, actor, obs, act_key)
+            out = envs.step(np.asarray(actions))
+            actor = self._eval_observe(actor, actions, out.reward,
+                                       out.terminated | out.truncated)
             returns += np.where(alive, out.reward, 0.0)
             alive &= ~(out.terminated | out.truncated)
             obs = out.obs

@@ -96,22 +96,26 @@ def make_evaluate(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: int =
     if max_steps > 0:
         horizon = min(horizon, max_steps)
 
+    actor = agent.evaluation_actor()
+
     def evaluate(agent_state, key):
         reset_key, key = jax.random.split(key)
         env_state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
 
         def body(carry, _):
-            env_state, obs, returns, alive, key = carry
+            env_state, obs, actor_state, returns, alive, key = carry
             key, act_key, step_key = jax.random.split(key, 3)
-            actions = agent.act_eval(agent_state, obs, act_key)
+            actions, actor_state = actor.act(agent_state, actor_state, obs, act_key)
             env_state, obs, reward, term, trunc = jax.vmap(env.step)(
                 jax.random.split(step_key, num_episodes), env_state, actions)
+            actor_state = actor.observe(actor_state, actions, reward, term | trunc)
             returns = returns + jnp.where(alive, reward, 0.0)
             alive = alive & ~(term | trunc)
-            return (env_state, obs, returns, alive, key), None
+            return (env_state, obs, actor_state, returns, alive, key), None
 
-        init = (env_state, obs, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool), key)
-        (_, _, returns, _, _), _ = jax.lax.scan(body, init, length=horizon)
+        init = (env_state, obs, actor.init(agent_state, num_episodes),
+                jnp.zeros(num_episodes), jnp.ones(num_episodes, bool), key)
+        (_, _, _, returns, _, _), _ = jax.lax.scan(body, init, length=horizon)
         return jnp.mean(returns)
 
     return evaluate
