@@ -39,7 +39,9 @@ class ConvTorso(nn.Module):
 
     The defaults are the Nature DQN torso: 32 8x8/4, 64 4x4/2, 64 3x3/1, dense
     512, all ReLU. `channels_first` accepts EnvPool's [C, H, W] frame stacks
-    and moves channels last for flax's NHWC convolutions.
+    and moves channels last for flax's NHWC convolutions. `dense=0` ends at
+    the flattened convolutions (the R2D2 torso, whose LSTM follows them) and
+    `spatial=True` at the last feature map [..., H', W', C] (for a ConvLSTM).
     """
 
     features: Sequence[int] = (32, 64, 64)
@@ -48,6 +50,7 @@ class ConvTorso(nn.Module):
     dense: int = 512
     channels_first: bool = False
     padding: str = "VALID"
+    spatial: bool = False
 
     @nn.compact
     def __call__(self, obs):
@@ -58,8 +61,10 @@ class ConvTorso(nn.Module):
         x = x.reshape((-1,) + x.shape[-3:])
         for f, k, s in zip(self.features, self.kernels, self.strides, strict=True):
             x = nn.relu(nn.Conv(f, (k, k), strides=(s, s), padding=self.padding)(x))
+        if self.spatial:
+            return x.reshape(batch_shape + x.shape[-3:])
         x = x.reshape(batch_shape + (-1,))
-        return nn.relu(nn.Dense(self.dense)(x))
+        return nn.relu(nn.Dense(self.dense)(x)) if self.dense else x
 
 
 def nature_cnn(channels_first: bool = True) -> ConvTorso:

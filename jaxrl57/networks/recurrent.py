@@ -1,0 +1,126 @@
+"""Recurrent Q-networks: R2D2's LSTM network and a ConvLSTM variant.
+
+`RecurrentQNetwork` is the network of R2D2 (Kapturowski et al. 2019, sec. 3
+and appendix: the Ape-X dueling network with an LSTM after the torso, whose
+input also carries the previous action, one-hot, and the previous reward):
+
+    x_t = [torso(o_t), one_hot(a_{t-1}), r_{t-1}]
+    (c_t, h_t) = LSTM(x_t, reset_t ? 0 : (c_{t-1}, h_{t-1}))
+    Q(., o_t) = head(h_t)
+
+With `conv_lstm_features > 0` the core is a convolutional LSTM (Shi et al.
+2015) over the torso's last feature map, the previous action and reward
+broadcast as extra channels; it is the network the Space-Invaders question
+(`shared/seeds/000_*`) was after: a convolutional torso applied to every
+frame of the sequence (Keras's "TimeDistributed"), then a ConvLSTM2D.
+
+Inputs are time-major, `[T, B, ...]`: the torso sees all T*B frames as one
+batch (one large convolution, not T small ones) and only the core runs in a
+`flax.linen.scan` over time. Acting is the same call with T = 1. `reset_t`
+(the step begins a new episode) zeroes the state before the step, so a
+sequence that crosses an episode end never carries memory across it.
+`carry=None` starts from zeros; `initial_carry` gives the zero state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxrl57.networks.heads import DuelingHead, QHead
+
+Carry = Any
+
+
+class _ResetCell(nn.Module):
+    """One step of an LSTM (or ConvLSTM) whose state is zeroed where `reset`."""
+
+    features: int
+    conv_kernel: int = 0  # 0: LSTM on vectors; k > 0: ConvLSTM with k x k kernels
+
+    @nn.compact
+    def __call__(self, carry, inputs):
+        x, reset = inputs
+        # A select, not a product with (1 - reset): a non-finite state must not survive.
+        carry = jax.tree.map(
+            lambda c: jnp.where(reset.reshape(reset.shape + (1,) * (c.ndim - reset.ndim)),
+                                jnp.zeros_like(c), c), carry)
+        if self.conv_kernel:
+            cell = nn.ConvLSTMCell(self.features, (self.conv_kernel, self.conv_kernel))
+        else:
+            cell = nn.OptimizedLSTMCell(self.features)
+        return cell(carry, x)
+
+
+class RecurrentQNetwork(nn.Module):
+    """torso -> [features, previous action, previous reward] -> LSTM -> head.
+
+    Call: `net(obs [T, B, ...], prev_action [T, B] int, prev_reward [T, B],
+    reset [T, B] bool, carry=None) -> (q [T, B, A], carry)`.
+
+    Attributes:
+      num_actions: A.
+      torso: applied to every frame; must end at a feature vector, or at a
+        feature map [..., H, W, C] when `conv_lstm_features > 0`.
+      core_size: LSTM units (R2D2: 512).
+      dueling: dueling head (R2D2) or a plain Q head.
+      head_hidden: hidden layer sizes of each dueling stream (R2D2: 512).
+      conv_lstm_features: > 0 replaces the LSTM by a ConvLSTM with this many
+        channels, followed by a dense layer of `core_size` units.
+      conv_lstm_kernel: the ConvLSTM kernel size.
+    """
+
+    num_actions: int
+    torso: nn.Module
+    core_size: int = 512
+    dueling: bool = True
+    head_hidden: Sequence[int] = (512,)
+    conv_lstm_features: int = 0
+    conv_lstm_kernel: int = 3
+
+    def _inputs(self, obs, prev_action, prev_reward):
+        T, B = obs.shape[:2]
+        feats = self.torso(obs.reshape((T * B,) + obs.shape[2:]))
+        feats = feats.reshape((T, B) + feats.shape[1:])
+        extra = jnp.concatenate([jax.nn.one_hot(prev_action, self.num_actions),
+                                 prev_reward[..., None].astype(jnp.float32)], axis=-1)
+        if self.conv_lstm_features:  # broadcast as channels of the feature map
+            extra = jnp.broadcast_to(extra[:, :, None, None, :],
+                                     feats.shape[:-1] + extra.shape[-1:])
+        return jnp.concatenate([feats, extra], axis=-1)
+
+    def _zero_carry(self, x) -> Carry:
+        width = self.conv_lstm_features or self.core_size
+        zeros = jnp.zeros(x.shape[1:-1] + (width,), jnp.float32)
+        return zeros, zeros
+
+    @nn.compact
+    def __call__(self, obs, prev_action, prev_reward, reset, carry: Carry | None = None):
+        x = self._inputs(obs, prev_action, prev_reward)
+        if carry is None:
+            carry = self._zero_carry(x)
+        scan = nn.scan(_ResetCell, variable_broadcast="params", split_rngs={"params": False},
+                       in_axes=0, out_axes=0)
+        carry, h = scan(self.conv_lstm_features or self.core_size,
+                        self.conv_lstm_kernel if self.conv_lstm_features else 0)(
+            carry, (x, reset))
+        if self.conv_lstm_features:
+            h = nn.relu(nn.Dense(self.core_size)(h.reshape(h.shape[:2] + (-1,))))
+        head = (DuelingHead(self.num_actions, hidden_sizes=tuple(self.head_hidden))
+                if self.dueling else QHead(self.num_actions))
+        return head(h), carry
+
+
+def initial_carry(network: RecurrentQNetwork, params, obs_example, batch_size: int) -> Carry:
+    """The zero state for `batch_size` sequences (shapes from one traced call)."""
+    def run(p):
+        T1 = (1, batch_size)
+        obs = jnp.broadcast_to(obs_example, T1 + obs_example.shape)
+        return network.apply(p, obs, jnp.zeros(T1, jnp.int32), jnp.zeros(T1),
+                             jnp.ones(T1, bool))[1]
+    shapes = jax.eval_shape(run, params)
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
