@@ -13,8 +13,8 @@ SMOKE = ["--steps", "2000", "--set", "learning_starts=500", "--set", "replay_cap
          "--set", "eval_episodes=1", "--set", "num_rows=2", "--set", "eval_max_steps=500"]
 
 
-def run(agent: str, env: str = "Breakout-v5") -> int:
+def run(agent: str, env: str = "Breakout-v5", smoke_args: list[str] = SMOKE) -> int:
     extra = sys.argv[1:]
     smoke = "--smoke" in extra
     extra = [a for a in extra if a != "--smoke"]
-    return main(["train", agent, "--env", env] + (SMOKE if smoke else []) + extra)
+    return main(["train", agent, "--env", env] + (smoke_args if smoke else []) + extra)

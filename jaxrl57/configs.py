@@ -1,10 +1,12 @@
 """From (agent name, env id, overrides) to the static and traced settings of a run.
 
-Three layers, later ones win: the preset's algorithm flags (`agents.dqn.PRESETS`),
-the defaults of the environment family (small JAX games, classic control,
-Atari with the papers' values), then the user's `name=value` overrides. Every
-name is looked up in exactly one of `DQNConfig` (static), `DQNHParams`
-(traced, sweepable) and `RunConfig` (loop).
+Three layers, later ones win: the defaults of the environment family (small
+JAX games, classic control, Atari with the papers' values), the preset's
+algorithm flags (`agents.dqn.PRESETS`, `agents.r2d2.PRESETS`), then the
+user's `name=value` overrides. Every name is looked up in exactly one of the
+agent family's static config (`DQNConfig`, `R2D2Config`), its traced
+hyperparameters (`DQNHParams`, `R2D2HParams`: sweepable) and `RunConfig`
+(loop).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jaxrl57.agents import dqn
+from jaxrl57.agents import FAMILIES, AgentFamily, dqn, family_of, r2d2
 from jaxrl57.runners.on_device import RunConfig
 
-AGENTS = tuple(dqn.PRESETS)
+AGENTS = tuple(name for fam in FAMILIES.values() for name in fam.presets)
 
 
 class ConfigError(ValueError):
@@ -23,8 +25,10 @@ class ConfigError(ValueError):
 
 
 def env_family(env_id: str) -> str:
-    if env_id.startswith("jax:CartPole") or env_id.startswith("CartPole"):
+    if env_id.startswith(("jax:CartPole", "CartPole", "jax:MaskedCartPole")):
         return "cartpole"
+    if env_id.startswith("jax:MemoryChain"):
+        return "memory"
     if env_id.startswith("jax:Catch"):
         return "catch"
     if env_id.startswith("jax:Cave"):
@@ -80,8 +84,47 @@ _FAMILY: dict[str, tuple[dict, dict, dict]] = {
     ),
 }
 
-STATIC_FIELDS = {f.name: f.type for f in dataclasses.fields(dqn.DQNConfig)}
-HPARAM_FIELDS = {f.name for f in dataclasses.fields(dqn.DQNHParams)}
+_FAMILY["memory"] = _FAMILY["catch"]
+
+# R2D2 on the small tasks: short sequences, small LSTM (the Atari values are the
+# paper's, `r2d2.ATARI_*`).
+_R2D2_SMALL = (
+    dict(torso="mlp", hidden_sizes=(64,), core_size=64, head_hidden=(64,), seq_len=20,
+         burn_in=5, period=10, n_step=3, batch_size=32, replay_capacity=2_000),
+    dict(learning_rate=1e-3, discount=0.99, target_period=100, learning_starts=64,
+         max_grad_norm=10.0),
+    dict(num_envs=8, train_every=4, updates_per_train=1, num_rows=10, eval_episodes=10),
+)
+_R2D2_FAMILY: dict[str, tuple[dict, dict, dict]] = {
+    "cartpole": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=100_000)),
+    "memory": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=40_000,
+                                                     eval_episodes=100)),
+    "catch": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=40_000,
+                                                    eval_episodes=100)),
+    "classic": _R2D2_SMALL,
+    "cave": (dict(_R2D2_SMALL[0], torso="small_cnn"), _R2D2_SMALL[1], _R2D2_SMALL[2]),
+    "atari": (r2d2.ATARI_STATIC, r2d2.ATARI_HPARAMS,
+              dict(total_steps=10_000_000, num_envs=8, train_every=4, updates_per_train=1,
+                   num_rows=200, eval_episodes=10)),
+}
+
+
+# The quantile presets' Atari sizes (200 quantiles; 64 x 64 IQN samples) make
+# the pairwise quantile loss the whole cost of a small task's update (QR-DQN
+# took 707 s for the default CartPole run); these keep the method, not the size.
+_SMALL_TASK_PRESET_STATIC: dict[str, dict[str, Any]] = {
+    "qr_dqn": dict(num_atoms=32),
+    "iqn": dict(num_atoms=16, num_act_taus=8),
+}
+
+
+def fields(family: AgentFamily) -> tuple[dict[str, Any], set[str]]:
+    """(static field name -> type, traced hyperparameter names) of an agent family."""
+    return ({f.name: f.type for f in dataclasses.fields(family.config_cls)},
+            {f.name for f in dataclasses.fields(family.hparams_cls)})
+
+
+STATIC_FIELDS, HPARAM_FIELDS = fields(FAMILIES["dqn"])
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
@@ -107,51 +150,63 @@ def parse_value(name: str, text: str, current: Any) -> Any:
 
 @dataclasses.dataclass
 class Settings:
-    agent_config: dqn.DQNConfig
+    agent_config: Any  # the family's static config (DQNConfig, R2D2Config)
     hparams: dict[str, float]
     run_config: RunConfig
+    family: AgentFamily = FAMILIES["dqn"]
+
+    @property
+    def hparam_fields(self) -> set[str]:
+        return fields(self.family)[1]
 
 
 def resolve(agent: str, env_id: str, overrides: dict[str, str],
             steps: int | None = None) -> Settings:
     """Merges preset, env family defaults and overrides; raises ConfigError."""
-    if agent not in dqn.PRESETS:
+    agent_family = family_of(agent)
+    if agent_family is None:
         import difflib
         close = difflib.get_close_matches(agent, AGENTS, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown agent {agent!r}{hint}; agents: {', '.join(AGENTS)}")
-    preset_static, preset_hp = dqn.PRESETS[agent]
+    preset_static, preset_hp = agent_family.presets[agent]
     family = env_family(env_id)
-    fam_static, fam_hp, fam_run = _FAMILY[family]
-    static = {**dataclasses.asdict(dqn.DQNConfig()), **fam_static, **preset_static}
-    hp = {**dqn.DEFAULT_HPARAMS, **fam_hp, **preset_hp}
-    if family == "atari":
+    is_dqn = agent_family.name == "dqn"
+    fam_static, fam_hp, fam_run = (_FAMILY if is_dqn else _R2D2_FAMILY)[family]
+    static_fields, hparam_fields = fields(agent_family)
+    static = {**dataclasses.asdict(agent_family.config_cls()), **fam_static, **preset_static}
+    if is_dqn and family != "atari":
+        static.update(_SMALL_TASK_PRESET_STATIC.get(agent, {}))
+    hp = {**agent_family.default_hparams, **fam_hp, **preset_hp}
+    if family == "atari" and is_dqn:
         hp.update(dqn.ATARI_PRESET_HPARAMS.get(agent, {}))
     run = {**dataclasses.asdict(RunConfig()), **fam_run}
     if steps is not None:
         run["total_steps"] = steps
     for name, text in overrides.items():
-        if name in STATIC_FIELDS:
+        if name in static_fields:
             static[name] = parse_value(name, text, static[name])
-        elif name in HPARAM_FIELDS:
+        elif name in hparam_fields:
             hp[name] = parse_value(name, text, float(hp[name]))
         elif name in RUN_FIELDS:
             run[name] = parse_value(name, text, run[name])
         else:
             import difflib
-            known = sorted(STATIC_FIELDS) + sorted(HPARAM_FIELDS) + sorted(RUN_FIELDS)
+            known = sorted(static_fields) + sorted(hparam_fields) + sorted(RUN_FIELDS)
             close = difflib.get_close_matches(name, known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"unknown setting {name!r}{hint}")
-    static["hidden_sizes"] = tuple(static["hidden_sizes"])
-    if "lr_decay_updates" not in overrides:
+    for name, value in static.items():
+        if isinstance(value, list):
+            static[name] = tuple(value)
+    if is_dqn and "lr_decay_updates" not in overrides:
         # Anneal over the updates this run will make.
         r = RunConfig(**run)
         iterations = r.num_rows * r.iterations_per_row
         warmup = hp["learning_starts"] / r.num_envs
         hp["lr_decay_updates"] = max(
             1.0, (iterations - warmup) / r.train_every * r.updates_per_train)
-    settings = Settings(dqn.DQNConfig(**static), hp, RunConfig(**run))
+    settings = Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family)
     check(settings)
     return settings
 
@@ -172,6 +227,6 @@ def check(s: Settings) -> None:
         raise ConfigError(f"discount must be in [0, 1], got {hp['discount']:g}")
     if hp["learning_rate"] <= 0:
         raise ConfigError(f"learning_rate must be > 0, got {hp['learning_rate']:g}")
-    for name in ("epsilon_start", "epsilon_end", "eval_epsilon", "target_tau"):
-        if not 0.0 <= hp[name] <= 1.0:
+    for name in ("epsilon_start", "epsilon_end", "epsilon", "eval_epsilon", "target_tau"):
+        if name in hp and not 0.0 <= hp[name] <= 1.0:
             raise ConfigError(f"{name} must be in [0, 1], got {hp[name]:g}")

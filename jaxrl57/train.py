@@ -67,10 +67,10 @@ def run_training(args, start_time: float) -> int:
         _fail(str(e))
     for mo in member_overrides:
         for name in mo:
-            if name not in configs.HPARAM_FIELDS:
+            if name not in base.hparam_fields:
                 _fail(f"--sweep {name}: only traced hyperparameters can be swept in one "
                       f"program ({name} sets shapes or the loop); sweepable: "
-                      f"{', '.join(sorted(configs.HPARAM_FIELDS))}")
+                      f"{', '.join(sorted(base.hparam_fields))}")
     if not spec.discrete:
         _fail(f"agent {args.agent!r} needs discrete actions, but {args.env} has a continuous "
               f"action space")

@@ -1,0 +1,33 @@
+"""Agents: bundles of pure functions (`base.Agent`), grouped in families that share
+a static config, traced hyperparameters and a builder; presets name settings of a
+family (`dqn`, `rainbow`, ... are DQN-family presets; `r2d2`, `drqn` R2D2's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from jaxrl57.agents import dqn, r2d2
+from jaxrl57.agents.base import Agent
+
+
+class AgentFamily(NamedTuple):
+    name: str
+    make: Callable[..., Agent]  # (config, spec, num_envs) -> Agent
+    config_cls: type
+    hparams_cls: Any  # .create(**values) -> traced hyperparameters
+    default_hparams: dict[str, float]
+    presets: dict[str, tuple[dict[str, Any], dict[str, float]]]
+
+
+FAMILIES: dict[str, AgentFamily] = {
+    "dqn": AgentFamily("dqn", dqn.make_dqn, dqn.DQNConfig, dqn.DQNHParams,
+                       dqn.DEFAULT_HPARAMS, dqn.PRESETS),
+    "r2d2": AgentFamily("r2d2", r2d2.make_r2d2, r2d2.R2D2Config, r2d2.R2D2HParams,
+                        r2d2.DEFAULT_HPARAMS, r2d2.PRESETS),
+}
+
+
+def family_of(preset: str) -> AgentFamily | None:
+    """The family whose presets include `preset`, or None."""
+    return next((f for f in FAMILIES.values() if preset in f.presets), None)

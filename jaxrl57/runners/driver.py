@@ -10,13 +10,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxrl57.agents.dqn import DQNHParams, make_dqn
 from jaxrl57.runners.devices import member_sharding
 from jaxrl57.runners.on_device import make_runner
 
 
-def stack_hparams(member_hparams: list[dict]) -> DQNHParams:
-    members = [DQNHParams.create(**h) for h in member_hparams]
+def stack_hparams(member_hparams: list[dict], hparams_cls):
+    """The members' traced hyperparameters, stacked along a leading member axis."""
+    members = [hparams_cls.create(**h) for h in member_hparams]
     return jax.tree.map(lambda *xs: np.stack(xs), *members)
 
 
@@ -36,13 +36,15 @@ class JaxDriver:
         from jaxrl57 import envs
 
         env = envs.make_env(env_id, **(env_kwargs or {}))
-        self.agent = make_dqn(settings.agent_config, env.spec, settings.run_config.num_envs)
+        family = settings.family
+        self.agent = family.make(settings.agent_config, env.spec, settings.run_config.num_envs)
         init, run_rows = make_runner(self.agent, env, settings.run_config)
         self.metric_names = tuple(n for n in self.agent.metric_names if n != "updated")
         self.num_members = len(seeds)
         self.sharding = member_sharding(self.num_members)
         keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
-        keys, hparams = jax.device_put((keys, stack_hparams(member_hparams)), self.sharding)
+        hparams = stack_hparams(member_hparams, family.hparams_cls)
+        keys, hparams = jax.device_put((keys, hparams), self.sharding)
         # Fixed in and out shardings: letting the compiler choose the outputs'
         # would make the second call's inputs differ from the first's and
         # compile the row program again.

@@ -1,0 +1,331 @@
+"""R2D2: recurrent replay distributed DQN (Kapturowski et al. 2019), as one agent.
+
+The agent of `jaxrl57.agents.base` with a recurrent Q-network
+(`networks.recurrent.RecurrentQNetwork`: torso, previous action and reward,
+LSTM or ConvLSTM core, dueling head). Its pieces, as in the paper:
+
+* Actors keep their recurrent state per environment, reset where an episode
+  begins, and act epsilon-greedily with the Ape-X ladder of epsilons over the
+  E environments (`exploration.apex_epsilons`, eps 0.4, alpha 7).
+* Sequence replay (`replay.sequence`): every `period` steps each env emits
+  its last `seq_len` steps (80 with overlap 40), stored with the actor's
+  recurrent state at the sequence's first step (the "stored state"
+  strategy, sec. 3), prioritized by `losses.r2d2_priority` (eta 0.9,
+  exponent 0.9, importance sampling exponent 0.6).
+* Learner: burn-in (40 steps) replays the start of a sequence from the
+  stored state only to warm the state, which is then cut from the gradient
+  (`lax.stop_gradient`); the rest trains on n-step (5) double Q-learning
+  with value rescaling h (`losses.r2d2_loss`), online and target networks
+  each unrolled from the same stored state; target copied every 2,500
+  updates; Adam (lr 1e-4, eps 1e-3).
+
+Steps that end by truncation (time limits) are kept in the sequence but
+masked out of the loss, and the discount is cut there: the reset observation
+that follows is not the state the time limit interrupted.
+
+Evaluation carries its own recurrent state through `eval_actor`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrl57 import exploration, losses
+from jaxrl57.agents.base import Agent, EvalActor
+from jaxrl57.envs.base import EnvSpec
+from jaxrl57.networks.recurrent import RecurrentQNetwork, initial_carry
+from jaxrl57.networks.torsos import ConvTorso, MLPTorso
+from jaxrl57.replay.sequence import (
+    sequence_can_sample,
+    sequence_init,
+    sequence_push,
+    sequence_sample,
+    sequence_update_priorities,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class R2D2Config:
+    """Static settings (shapes and program structure)."""
+
+    torso: str = "mlp"  # mlp | nature_cnn (flattened convolutions) | small_cnn
+    hidden_sizes: tuple[int, ...] = (64,)  # MLP torso
+    core_size: int = 512  # LSTM units; with conv_lstm_features, the dense layer after it
+    conv_lstm_features: int = 0  # > 0: a ConvLSTM core with this many channels (drqn)
+    dueling: bool = True
+    head_hidden: tuple[int, ...] = (512,)
+    seq_len: int = 80
+    burn_in: int = 40
+    period: int = 40  # steps between sequence starts: seq_len - overlap
+    n_step: int = 5
+    replay_capacity: int = 4_000  # sequences
+    batch_size: int = 64  # sequences
+    rescale_eps: float = 1e-3  # eps of the value rescaling h
+
+    def validate(self) -> None:
+        if self.torso not in ("mlp", "nature_cnn", "small_cnn"):
+            raise ValueError(f"torso must be mlp, nature_cnn or small_cnn, not {self.torso!r}")
+        if self.conv_lstm_features and self.torso == "mlp":
+            raise ValueError("conv_lstm_features needs a convolutional torso")
+        if not 0 <= self.burn_in < self.seq_len - 1:
+            raise ValueError(f"burn_in ({self.burn_in}) must be in [0, seq_len - 1) "
+                             f"(seq_len {self.seq_len})")
+        if not 1 <= self.period <= self.seq_len:
+            raise ValueError(f"period must be in [1, seq_len], got {self.period}")
+        if self.n_step < 1 or self.batch_size < 1 or self.replay_capacity < 1:
+            raise ValueError("n_step, batch_size and replay_capacity must be >= 1")
+        if self.batch_size > self.replay_capacity:
+            raise ValueError(f"batch_size ({self.batch_size}) is larger than replay_capacity "
+                             f"({self.replay_capacity})")
+
+
+@flax.struct.dataclass
+class R2D2HParams:
+    """Traced settings (float32 scalars, or [K] when stacked for a sweep)."""
+
+    learning_rate: jax.Array
+    optimizer_eps: jax.Array
+    max_grad_norm: jax.Array
+    discount: jax.Array
+    epsilon: jax.Array  # Ape-X ladder: env i explores with epsilon ** (1 + alpha i / (E - 1))
+    epsilon_alpha: jax.Array
+    eval_epsilon: jax.Array
+    learning_starts: jax.Array  # sequences in replay before the first update
+    target_period: jax.Array  # updates between target copies
+    priority_alpha: jax.Array
+    priority_beta: jax.Array
+    priority_eta: jax.Array
+
+    @classmethod
+    def create(cls, **values: Any) -> R2D2HParams:
+        merged = {**DEFAULT_HPARAMS, **values}
+        unknown = set(merged) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown hyperparameters: {sorted(unknown)}")
+        return cls(**{k: jnp.asarray(v, jnp.float32) for k, v in merged.items()})
+
+
+# Kapturowski et al. 2019, Table 2.
+DEFAULT_HPARAMS: dict[str, float] = dict(
+    learning_rate=1e-4, optimizer_eps=1e-3, max_grad_norm=40.0, discount=0.997,
+    epsilon=0.4, epsilon_alpha=7.0, eval_epsilon=0.001, learning_starts=64,
+    target_period=2_500, priority_alpha=0.9, priority_beta=0.6, priority_eta=0.9,
+)
+
+
+class R2D2State(NamedTuple):
+    params: Any
+    target_params: Any
+    opt_state: Any
+    replay: Any
+    carry: Any  # [E, ...] actor state before the current observation
+    next_carry: Any  # [E, ...] after acting on it (set by `act`)
+    prev_action: jax.Array  # [E] int32
+    prev_reward: jax.Array  # [E]
+    reset: jax.Array  # [E] bool: the current observation begins an episode
+    env_steps: jax.Array
+    updates: jax.Array
+    hparams: R2D2HParams
+
+
+def make_network(config: R2D2Config, spec: EnvSpec) -> RecurrentQNetwork:
+    if config.torso == "mlp":
+        torso = MLPTorso(hidden_sizes=config.hidden_sizes, obs_ndim=len(spec.obs_shape))
+    else:
+        channels_first = len(spec.obs_shape) == 3 and spec.obs_shape[0] < spec.obs_shape[-1]
+        spatial = config.conv_lstm_features > 0
+        if config.torso == "nature_cnn":
+            torso = ConvTorso(dense=0, spatial=spatial, channels_first=channels_first)
+        else:
+            torso = ConvTorso(features=(16, 32), kernels=(3, 3), strides=(1, 2), dense=0,
+                              padding="SAME", spatial=spatial, channels_first=channels_first)
+    return RecurrentQNetwork(spec.num_actions, torso, core_size=config.core_size,
+                             dueling=config.dueling, head_hidden=config.head_hidden,
+                             conv_lstm_features=config.conv_lstm_features)
+
+
+def make_optimizer(hp: R2D2HParams) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm),
+                       optax.adam(hp.learning_rate, eps=hp.optimizer_eps))
+
+
+def make_sequence_loss(network: RecurrentQNetwork, config: R2D2Config):
+    """The learner's loss on a batch of replayed sequences (sec. 3 of the paper):
+
+    `loss_fn(params, target_params, steps, start_carry, weights, hp) ->
+    (loss, (priority [B], mean Q, mean |td|))` with `steps` leaves time-major
+    [T, B, ...] and `start_carry` the stored states [B, ...]. The first
+    `burn_in` steps only advance the online and target states from the stored
+    state; the online state that leaves the burn-in is cut from the gradient.
+    """
+    burn = config.burn_in
+
+    def loss_fn(params, target_params, steps, start_carry, weights, hp: R2D2HParams):
+        def unroll(p, sl, carry):
+            return network.apply(p, steps["obs"][sl], steps["prev_action"][sl],
+                                 steps["prev_reward"][sl], steps["reset"][sl], carry)
+
+        online_carry, target_carry = start_carry, start_carry
+        if burn:
+            head = slice(0, burn)
+            online_carry = jax.lax.stop_gradient(unroll(params, head, start_carry)[1])
+            target_carry = unroll(target_params, head, start_carry)[1]
+        rest = slice(burn, None)
+        q_online, _ = unroll(params, rest, online_carry)  # [L, B, A]
+        q_target, _ = unroll(target_params, rest, target_carry)
+        batch_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
+        learn = lambda k: batch_major(steps[k][burn:-1])  # noqa: E731
+        loss, td, priority = losses.r2d2_loss(
+            batch_major(q_online[:-1]), learn("action"), learn("reward"),
+            hp.discount * learn("discount"), batch_major(q_target[1:]),
+            batch_major(q_online[1:]), n_step=config.n_step, eta=hp.priority_eta,
+            mask_t=learn("mask"), weights=weights, rescale_eps=config.rescale_eps)
+        td_abs = jnp.sum(jnp.abs(td)) / jnp.maximum(jnp.sum(learn("mask")), 1.0)
+        return loss, (priority, jnp.mean(q_online), td_abs)
+
+    return loss_fn
+
+
+def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
+    """Builds R2D2 for `num_envs` lockstep environments of `spec`."""
+    config.validate()
+    if not spec.discrete:
+        raise ValueError(f"R2D2 needs a discrete action space; {spec.name} has continuous "
+                         f"actions")
+    network = make_network(config, spec)
+    E = num_envs
+    obs_example = jnp.zeros(spec.obs_shape, spec.obs_dtype)
+
+    def step_once(params, carry, obs, prev_action, prev_reward, reset):
+        """One acting step for a batch: inputs [N, ...] -> (q [N, A], carry)."""
+        q, carry = network.apply(params, obs[None], prev_action[None], prev_reward[None],
+                                 reset[None], carry)
+        return q[0], carry
+
+    def init(key, hp: R2D2HParams) -> R2D2State:
+        T1 = (1, 1)
+        params = network.init(key, jnp.broadcast_to(obs_example, T1 + obs_example.shape),
+                              jnp.zeros(T1, jnp.int32), jnp.zeros(T1), jnp.ones(T1, bool))
+        carry = initial_carry(network, params, obs_example, E)
+        example_step = dict(
+            obs=obs_example, action=jnp.zeros((), jnp.int32), reward=jnp.zeros(()),
+            discount=jnp.zeros(()), mask=jnp.zeros(()), reset=jnp.zeros((), bool),
+            prev_action=jnp.zeros((), jnp.int32), prev_reward=jnp.zeros(()))
+        replay = sequence_init(example_step, jax.tree.map(lambda c: c[0], carry), E,
+                               config.replay_capacity, config.seq_len, config.period)
+        return R2D2State(
+            params=params, target_params=params, opt_state=make_optimizer(hp).init(params),
+            replay=replay, carry=carry, next_carry=carry,
+            prev_action=jnp.zeros(E, jnp.int32), prev_reward=jnp.zeros(E),
+            reset=jnp.ones(E, bool), env_steps=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32), hparams=hp)
+
+    def act(state: R2D2State, obs, key):
+        hp = state.hparams
+        q, next_carry = step_once(state.params, state.carry, obs, state.prev_action,
+                                  state.prev_reward, state.reset)
+        epsilons = exploration.apex_epsilons(E, hp.epsilon, hp.epsilon_alpha)
+        return exploration.epsilon_greedy(key, q, epsilons), state._replace(
+            next_carry=next_carry)
+
+    def act_eval(state: R2D2State, obs, key):
+        """Memoryless evaluation policy (a zero state every step); runners use
+        `eval_actor`, which carries the state through the episode."""
+        n = obs.shape[0]
+        carry = initial_carry(network, state.params, obs_example, n)
+        q, _ = step_once(state.params, carry, obs, jnp.zeros(n, jnp.int32), jnp.zeros(n),
+                         jnp.ones(n, bool))
+        return exploration.epsilon_greedy(key, q, state.hparams.eval_epsilon)
+
+    def eval_init(state: R2D2State, n: int):
+        return (initial_carry(network, state.params, obs_example, n),
+                jnp.zeros(n, jnp.int32), jnp.zeros(n), jnp.ones(n, bool))
+
+    def eval_act(state: R2D2State, actor, obs, key):
+        carry, prev_action, prev_reward, reset = actor
+        q, carry = step_once(state.params, carry, obs, prev_action, prev_reward, reset)
+        actions = exploration.epsilon_greedy(key, q, state.hparams.eval_epsilon)
+        return actions, (carry, prev_action, prev_reward, reset)
+
+    def eval_observe(actor, action, reward, done):
+        return actor[0], action.astype(jnp.int32), reward.astype(jnp.float32), done
+
+    def observe(state: R2D2State, obs, action, reward, terminated, truncated, next_obs):
+        del next_obs  # the sequence holds the following observation
+        ended = terminated | truncated
+        step = dict(obs=obs, action=action.astype(jnp.int32), reward=reward.astype(jnp.float32),
+                    discount=1.0 - ended.astype(jnp.float32),
+                    mask=1.0 - truncated.astype(jnp.float32), reset=state.reset,
+                    prev_action=state.prev_action, prev_reward=state.prev_reward)
+        replay = sequence_push(state.replay, step, state.carry, state.hparams.priority_alpha)
+        return state._replace(
+            replay=replay, carry=state.next_carry, prev_action=step["action"],
+            prev_reward=step["reward"], reset=ended, env_steps=state.env_steps + obs.shape[0])
+
+    def can_update(state: R2D2State):
+        return sequence_can_sample(state.replay, config.batch_size) & (
+            state.replay.size >= state.hparams.learning_starts)
+
+    loss_fn = make_sequence_loss(network, config)
+
+    def update(state: R2D2State, key):
+        """One learner step on `batch_size` sequences; a masked no-op until
+        `can_update` (see `agents.base`)."""
+        hp = state.hparams
+        ready = can_update(state)
+        steps, start_carry, indices, weights = sequence_sample(state.replay, key,
+                                                               config.batch_size,
+                                                               hp.priority_beta)
+        time_major = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
+        (loss, (priority, q_mean, td_abs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.target_params, time_major, start_carry, weights, hp)
+        updates, opt_state = make_optimizer(hp).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        num_updates = state.updates + 1
+        copy = jnp.mod(num_updates, jnp.maximum(hp.target_period, 1).astype(jnp.int32)) == 0
+        target_params = jax.tree.map(lambda t, p: jnp.where(copy, p, t), state.target_params,
+                                     params)
+        replayed = sequence_update_priorities(state.replay, indices, priority,
+                                              hp.priority_alpha)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ready, n, o), new, old)  # noqa: E731
+        replay = state.replay._replace(
+            tree=jnp.where(ready, replayed.tree, state.replay.tree),
+            max_priority=jnp.where(ready, replayed.max_priority, state.replay.max_priority))
+        metrics = {"loss": loss, "q_mean": q_mean, "td_abs": td_abs,
+                   "grad_norm": optax.tree.norm(grads)}
+        metrics = {k: jnp.where(ready, v, 0.0) for k, v in metrics.items()}
+        metrics["updated"] = ready.astype(jnp.float32)
+        return state._replace(
+            params=keep(params, state.params),
+            target_params=keep(target_params, state.target_params),
+            opt_state=keep(opt_state, state.opt_state), replay=replay,
+            updates=jnp.where(ready, num_updates, state.updates)), metrics
+
+    return Agent(init=init, act=act, act_eval=act_eval, observe=observe, update=update,
+                 can_update=can_update,
+                 metric_names=("loss", "q_mean", "td_abs", "grad_norm", "updated"),
+                 eval_actor=EvalActor(init=eval_init, act=eval_act, observe=eval_observe),
+                 recurrent=True)
+
+
+# Named presets: (static config, traced hyperparameters).
+PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
+    # Kapturowski et al. 2019: LSTM 512 after the convolutions, dueling head 512.
+    "r2d2": (dict(), dict()),
+    # The network of the Space-Invaders question: convolutions per frame, then a
+    # ConvLSTM (64 channels, 3x3), then a dense layer, trained as R2D2.
+    "drqn": (dict(conv_lstm_features=64), dict()),
+}
+
+# Atari: the paper's values (Table 2). The replay holds sequences of 80 full
+# observations; the paper's 4M-observation replay needs the frame-deduplicated
+# storage of issue 5, so the default here is 4k sequences (~9 GB of uint8).
+ATARI_STATIC = dict(torso="nature_cnn", core_size=512, head_hidden=(512,), seq_len=80,
+                    burn_in=40, period=40, n_step=5, batch_size=64, replay_capacity=4_000)
+ATARI_HPARAMS: dict[str, float] = dict(DEFAULT_HPARAMS, learning_starts=1_000)
