@@ -1,8 +1,9 @@
-"""`jaxrl57 train`: the command line of the toolkit.
+"""`jaxrl57 train` and `jaxrl57 report`: the command line of the toolkit.
 
     jaxrl57 train [AGENT] [--env ENV] [--steps N] [--seed S] [--out DIR]
                   [--seeds K] [--sweep NAME=V1,V2,...] [--set NAME=VALUE ...]
     jaxrl57 train --resume DIR
+    jaxrl57 report DIR [DIR ...] [--out OUT]    (see jaxrl57.report)
 
 With no arguments it trains `dqn` on `jax:CartPole-v1` (the CartPole-v1
 dynamics written in JAX, so the whole run is one compiled program). `--seeds`
@@ -61,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=1, metavar="ROWS",
                        help="write a checkpoint every ROWS log rows (default 1)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    report = sub.add_parser("report", help="aggregate training runs into a table and plots")
+    report.error = parser.error  # type: ignore[method-assign]
+    report.add_argument("dirs", nargs="+", metavar="DIR",
+                        help="run folders written by `jaxrl57 train` (games x seeds)")
+    report.add_argument("--out", default="report",
+                        help="output folder for report.csv, report.json and the plots "
+                             "(default report)")
+    report.add_argument("--reps", type=int, default=2000,
+                        help="bootstrap resamples of the confidence intervals (default 2000)")
     return parser
 
 
@@ -86,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser().parse_args(argv or ["train"])
+        if args.command == "report":
+            from jaxrl57.report import run_report
+            return run_report(args)
         if args.command != "train":
-            raise UsageError("the only command is 'train' (try: jaxrl57 train --help)")
+            raise UsageError("the commands are 'train' and 'report' (try: jaxrl57 --help)")
         from jaxrl57.runners.devices import expose_host_cores
 
         expose_host_cores()  # before JAX starts: a sweep's members share out the cores
