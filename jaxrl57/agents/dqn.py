@@ -331,7 +331,10 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         """
         hp = state.hparams
         ready = can_update(state)
-        key, loss_key = jax.random.split(key)
+        if config.noisy or dist == "iqn":
+            key, loss_key = jax.random.split(key)
+        else:  # the loss draws nothing: plain DQN keeps its sampling stream
+            loss_key = key
         if config.prioritized:
             beta = hp.priority_beta_start + (1.0 - hp.priority_beta_start) * jnp.minimum(
                 1.0, state.updates / hp.priority_beta_steps)
