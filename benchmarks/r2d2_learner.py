@@ -63,6 +63,7 @@ def main() -> int:
     spec = EnvSpec("Breakout-v5", (4, 84, 84), np.uint8, num_actions=4)
     s = configs.resolve("r2d2", "Breakout-v5", {
         "batch_size": str(a.batch), "seq_len": str(a.seq_len), "burn_in": str(a.burn_in),
+        "period": str(max(1, a.seq_len // 2)),
         "replay_capacity": str(2 * a.batch), "learning_starts": "1"})
     cfg = s.agent_config
     agent = make_r2d2(cfg, spec, num_envs=1)
