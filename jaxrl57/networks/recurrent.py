@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl57.networks.heads import DuelingHead, QHead
+from jaxrl57.networks.initializers import orthogonal
 
 Carry = Any
 
@@ -52,7 +53,9 @@ class _ResetCell(nn.Module):
         if self.conv_kernel:
             cell = nn.ConvLSTMCell(self.features, (self.conv_kernel, self.conv_kernel))
         else:
-            cell = nn.OptimizedLSTMCell(self.features)
+            # Flax's default recurrent init calls LAPACK QR, which hangs when
+            # vmapped on small CPUs (see `networks.initializers`).
+            cell = nn.OptimizedLSTMCell(self.features, recurrent_kernel_init=orthogonal())
         return cell(carry, x)
 
 
