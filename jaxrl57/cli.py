@@ -33,16 +33,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _agent_names() -> tuple[str, ...]:
+    from jaxrl57.configs import AGENTS  # imports JAX: only when the parser is built
+
+    return AGENTS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxrl57", description="Value-based deep RL in JAX, DQN to Agent57.")
     sub = parser.add_subparsers(dest="command")
     train = sub.add_parser("train", help="train an agent")
     train.error = parser.error  # type: ignore[method-assign]
     train.add_argument("agent", nargs="?", default="dqn",
-                       help="preset: dqn, double_dqn, dueling, prioritized, c51, qr_dqn, iqn, "
-                            "rainbow (default dqn)")
+                       help=f"preset: {', '.join(_agent_names())} (default dqn)")
     train.add_argument("--env", default="jax:CartPole-v1",
-                       help="env id: jax:CartPole-v1, jax:Catch, jax:Cave, or an EnvPool id "
+                       help="env id: jax:CartPole-v1, jax:Catch, jax:Cave, "
+                            "jax:MaskedCartPole-v1, jax:MemoryChain, or an EnvPool id "
                             "such as CartPole-v1 or Breakout-v5 (default jax:CartPole-v1)")
     train.add_argument("--env-arg", action="append", default=[], metavar="NAME=VALUE",
                        help="argument of the environment's maker, e.g. size=16 for jax:Catch, "
@@ -94,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     start = _START if _first_call else time.perf_counter()
     _first_call = False
     argv = sys.argv[1:] if argv is None else argv
+    from jaxrl57.runners.devices import expose_host_cores
+
+    # Before JAX starts (building the parser imports it): a sweep's members
+    # share out the cores.
+    expose_host_cores()
     try:
         args = build_parser().parse_args(argv or ["train"])
         if args.command == "report":
@@ -101,9 +112,6 @@ def main(argv: list[str] | None = None) -> int:
             return run_report(args)
         if args.command != "train":
             raise UsageError("the commands are 'train' and 'report' (try: jaxrl57 --help)")
-        from jaxrl57.runners.devices import expose_host_cores
-
-        expose_host_cores()  # before JAX starts: a sweep's members share out the cores
         from jaxrl57.train import run_training
         return run_training(args, start)
     except UsageError as e:

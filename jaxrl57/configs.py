@@ -180,7 +180,10 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
     hp = {**agent_family.default_hparams, **fam_hp, **preset_hp}
     if family == "atari" and is_dqn:
         hp.update(dqn.ATARI_PRESET_HPARAMS.get(agent, {}))
+        static.update(dqn.ATARI_PRESET_STATIC.get(agent, {}))
     run = {**dataclasses.asdict(RunConfig()), **fam_run}
+    if family == "atari" and is_dqn:
+        run.update(dqn.ATARI_PRESET_RUN.get(agent, {}))
     if steps is not None:
         run["total_steps"] = steps
     for name, text in overrides.items():
@@ -227,6 +230,7 @@ def check(s: Settings) -> None:
         raise ConfigError(f"discount must be in [0, 1], got {hp['discount']:g}")
     if hp["learning_rate"] <= 0:
         raise ConfigError(f"learning_rate must be > 0, got {hp['learning_rate']:g}")
-    for name in ("epsilon_start", "epsilon_end", "epsilon", "eval_epsilon", "target_tau"):
+    for name in ("epsilon_start", "epsilon_end", "epsilon", "eval_epsilon", "target_tau",
+                 "apex_epsilon"):
         if name in hp and not 0.0 <= hp[name] <= 1.0:
             raise ConfigError(f"{name} must be in [0, 1], got {hp[name]:g}")

@@ -18,6 +18,13 @@
   noisy values (no epsilon-greedy) and evaluation uses the mean weights.
 * Rainbow (Hessel et al. 2018): C51 + double + dueling + noisy + n-step +
   prioritized, the `rainbow` preset.
+* Ape-X (Horgan et al. 2018): double + dueling + 3-step + prioritized, with
+  a fixed epsilon per actor, `epsilon_i = 0.4 ** (1 + 7 i / (N - 1))`
+  (`epsilon_ladder`; here the actors are the N envs of the batch), the
+  `apex` preset. New transitions enter at the largest priority seen and the
+  learner writes back |n-step TD error| after each update (the paper's
+  actors compute the first priority from their own Q-values: a second
+  forward pass per step that this single-process agent does without).
 
 The agent follows `jaxrl57.agents.base.Agent`. Shapes are fixed by the
 static `DQNConfig`; every numeric setting that does not change a shape is a
@@ -79,6 +86,9 @@ class DQNConfig:
     quantile_kappa: float = 1.0  # QR-DQN/IQN Huber threshold (static: rlax branches on it)
     noisy: bool = False
     noisy_sigma0: float = 0.5
+    # Ape-X: env i explores with apex_epsilon ** (1 + apex_alpha * i / (N - 1)),
+    # fixed, instead of the annealed epsilon shared by all envs.
+    epsilon_ladder: bool = False
 
     def validate(self) -> None:
         """Raises ValueError for impossible settings."""
@@ -101,6 +111,8 @@ class DQNConfig:
             raise ValueError(f"dueling is not available with distribution={self.distribution}")
         if self.num_act_taus < 1:
             raise ValueError(f"num_act_taus must be >= 1, got {self.num_act_taus}")
+        if self.epsilon_ladder and self.noisy:
+            raise ValueError("epsilon_ladder and noisy both set the exploration: choose one")
 
 
 DISTRIBUTIONS = ("none", "c51", "qr", "iqn")
@@ -130,6 +142,8 @@ class DQNHParams:
     priority_beta_steps: jax.Array  # updates over which beta anneals to 1
     v_min: jax.Array  # C51 support [v_min, v_max]
     v_max: jax.Array
+    apex_epsilon: jax.Array  # epsilon ladder (`epsilon_ladder`), Ape-X sec. 4.1
+    apex_alpha: jax.Array
 
     @classmethod
     def create(cls, **values: Any) -> DQNHParams:
@@ -147,7 +161,7 @@ DEFAULT_HPARAMS: dict[str, float] = dict(
     epsilon_decay_steps=10_000, eval_epsilon=0.0, learning_starts=1_000, target_period=500,
     target_tau=1.0, huber_delta=1.0, max_grad_norm=10.0, optimizer_eps=1e-8,
     rmsprop_decay=0.95, priority_alpha=0.6, priority_beta_start=0.4,
-    priority_beta_steps=100_000, v_min=-10.0, v_max=10.0,
+    priority_beta_steps=100_000, v_min=-10.0, v_max=10.0, apex_epsilon=0.4, apex_alpha=7.0,
 )
 
 
@@ -238,7 +252,10 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
             env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32), hparams=hp)
 
     def epsilon(state: DQNState):
+        """The exploration epsilon: a scalar, or [num_envs] with the ladder."""
         hp = state.hparams
+        if config.epsilon_ladder:
+            return exploration.apex_epsilons(num_envs, hp.apex_epsilon, hp.apex_alpha)
         return exploration.linear_epsilon(state.env_steps, hp.epsilon_start, hp.epsilon_end,
                                           hp.epsilon_decay_steps)
 
@@ -408,6 +425,13 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
                      noisy_sigma0=0.5, n_step=3, prioritized=True, optimizer="adam"),
                 dict(priority_alpha=0.5, priority_beta_start=0.4, epsilon_start=0.0,
                      epsilon_end=0.0)),
+    # Horgan et al. 2018, sec. 4.1 and appendix: double + dueling, 3-step,
+    # proportional prioritized replay with alpha 0.6 and a FIXED beta 0.4 (no
+    # annealing: beta_steps is set beyond any run), the epsilon ladder
+    # 0.4 ** (1 + 7 i / (N - 1)) over the envs.
+    "apex": (dict(double=True, dueling=True, n_step=3, prioritized=True, epsilon_ladder=True),
+             dict(priority_alpha=0.6, priority_beta_start=0.4, priority_beta_steps=1e15,
+                  apex_epsilon=0.4, apex_alpha=7.0)),
 }
 
 ATARI_PRESET_HPARAMS: dict[str, dict[str, float]] = {
@@ -432,4 +456,23 @@ ATARI_PRESET_HPARAMS: dict[str, dict[str, float]] = {
                     target_period=2_000, max_grad_norm=10.0, epsilon_start=0.0,
                     epsilon_end=0.0, eval_epsilon=0.001, v_min=-10.0, v_max=10.0,
                     priority_beta_steps=12_500_000),
+    # Horgan et al. 2018, appendix: centered RMSProp (lr 0.00025 / 4, decay
+    # 0.95, eps 1.5e-7), gradients clipped to norm 40, target copied every
+    # 2500 updates, learning from 50k transitions; evaluation epsilon 0.001
+    # (the protocol of issue 5; the paper's evaluation used its actors).
+    "apex": dict(learning_rate=2.5e-4 / 4, optimizer_eps=1.5e-7, rmsprop_decay=0.95,
+                 max_grad_norm=40.0, target_period=2_500, learning_starts=50_000,
+                 eval_epsilon=0.001),
+}
+
+# Atari settings that fix shapes or the loop, per preset (the rest are the
+# `atari` family's, `jaxrl57.configs`). Ape-X learns on batches of 512 and its
+# learner consumed about 0.8 sampled transitions per transition generated
+# (19 batches/s against ~12.5k agent steps/s, Horgan et al. 2018, sec. 4.1):
+# 64 envs with one update every 10 batch steps give 512 / 640 = 0.8.
+ATARI_PRESET_STATIC: dict[str, dict[str, Any]] = {
+    "apex": dict(batch_size=512, replay_capacity=1_000_000, optimizer="rmsprop"),
+}
+ATARI_PRESET_RUN: dict[str, dict[str, Any]] = {
+    "apex": dict(num_envs=64, train_every=10, updates_per_train=1),
 }
