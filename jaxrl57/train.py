@@ -86,8 +86,6 @@ def run_training(args, start_time: float) -> int:
         from jaxrl57.runners.driver import JaxDriver as Driver
     else:
         from jaxrl57.runners.envpool_loop import EnvPoolDriver as Driver
-        if len(seeds) > 1:
-            _fail("--seeds/--sweep with EnvPool envs are not supported yet; use a jax: env")
     driver = Driver(args.env, base, [s.hparams for s in member_settings], seeds,
                     env_kwargs=env_kwargs)
 

@@ -68,10 +68,12 @@ class EnvPoolStep(NamedTuple):
 
 
 class EpisodeStats(NamedTuple):
-    """Completed games, in completion order: returns float64 [N], lengths int64 [N]."""
+    """Completed games, in completion order: returns float64 [N], lengths int64 [N],
+    and the index int64 [N] of the env that played each."""
 
     returns: np.ndarray
     lengths: np.ndarray
+    env_ids: np.ndarray
 
 
 def _import_envpool():
@@ -150,6 +152,7 @@ class EnvPoolVec:
         self._lengths = np.zeros(num_envs, np.int64)
         self._done_returns: list[float] = []
         self._done_lengths: list[int] = []
+        self._done_envs: list[int] = []
 
     def reset(self) -> np.ndarray:
         """Reset every env (starts new games, drops the running statistics); obs [E, ...]."""
@@ -179,6 +182,7 @@ class EnvPoolVec:
         for i in np.flatnonzero(game_over):
             self._done_returns.append(float(self._returns[i]))
             self._done_lengths.append(int(self._lengths[i]))
+            self._done_envs.append(int(i))
         self._returns[game_over] = 0.0
         self._lengths[game_over] = 0
 
@@ -197,9 +201,9 @@ class EnvPoolVec:
     def pop_episode_stats(self) -> EpisodeStats:
         """Returns and lengths of the games completed since the last call, then forgets them."""
         stats = EpisodeStats(
-            np.asarray(self._done_returns, np.float64), np.asarray(self._done_lengths, np.int64)
-        )
-        self._done_returns, self._done_lengths = [], []
+            np.asarray(self._done_returns, np.float64), np.asarray(self._done_lengths, np.int64),
+            np.asarray(self._done_envs, np.int64))
+        self._done_returns, self._done_lengths, self._done_envs = [], [], []
         return stats
 
     def pop_episode_returns(self) -> np.ndarray:
