@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
-from jaxrl57 import checkpoint, configs, reporting
+from jaxrl57 import checkpoint, configs, envs, reporting
 from jaxrl57.cli import UsageError, parse_env_args, parse_members
+from jaxrl57.evaluation import canonical_game_name, human_normalized_score
 
 CKPT = "checkpoint.ckpt"
 
@@ -113,12 +114,24 @@ def _parse_sets(items):
         yield name.strip(), value.strip()
 
 
+def _atari_game(env_id: str) -> str | None:
+    """The Atari-57 game of an EnvPool id, or None (then no human-normalized column)."""
+    if envs.is_jax_env(env_id):
+        return None
+    try:
+        return canonical_game_name(env_id)
+    except ValueError:
+        return None
+
+
 def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, start_time):
     run_cfg = base.run_config
     total_rows = run_cfg.num_rows
     K = len(seeds)
+    game = _atari_game(args.env)
     header = ["member", "seed", "env_steps", "episode_return", "episode_length", "episodes",
-              "eval_return", "updates", *driver.metric_names, "sps", "wall_s"]
+              "eval_return", *(["eval_hns"] if game else []), "updates",
+              *driver.metric_names, "sps", "wall_s"]
     ckpt_path = os.path.join(out, CKPT)
     progress = None
     if not args.no_progress:
@@ -139,6 +152,8 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
         wall = wall0 + (time.perf_counter() - t_loop)
         for m, r in enumerate(new):
             r.update(member=m, seed=seeds[m], sps=run_cfg.steps_per_row * K / dt, wall_s=wall)
+            if game:
+                r["eval_hns"] = float(human_normalized_score(game, r["eval_return"]))
         rows.extend(new)
         if done_rows % max(args.checkpoint_every, 1) == 0 or done_rows == total_rows:
             checkpoint.save(ckpt_path, driver.get_state(), {"rows": rows, "wall_s": wall})

@@ -59,3 +59,12 @@ def test_a_sweep_gives_each_member_its_hyperparameters():
     rows = d.run_row()
     # Same seed and data stream until the first update; the learning rates then differ.
     assert rows[0]["loss"] != rows[1]["loss"]
+
+
+def test_atari_runs_log_human_normalized_eval():
+    from jaxrl57.evaluation import human_normalized_score
+    from jaxrl57.train import _atari_game
+
+    assert _atari_game("Breakout-v5") == "Breakout"
+    assert human_normalized_score(_atari_game("Pong-v5"), 14.6) == pytest.approx(1.0, abs=1e-3)
+    assert _atari_game("CartPole-v1") is None and _atari_game("jax:Catch") is None
