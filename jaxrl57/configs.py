@@ -202,11 +202,14 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
     for name, value in static.items():
         if isinstance(value, list):
             static[name] = tuple(value)
-    if is_dqn and "lr_decay_updates" not in overrides:
+    if "lr_decay_updates" not in overrides:
         # Anneal over the updates this run will make.
         r = RunConfig(**run)
         iterations = r.num_rows * r.iterations_per_row
-        warmup = hp["learning_starts"] / r.num_envs
+        if is_dqn:  # learning_starts counts transitions
+            warmup = hp["learning_starts"] / r.num_envs
+        else:  # ... or sequences, one per env every `period` steps after the first
+            warmup = static["seq_len"] + hp["learning_starts"] * static["period"] / r.num_envs
         hp["lr_decay_updates"] = max(
             1.0, (iterations - warmup) / r.train_every * r.updates_per_train)
     settings = Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family)

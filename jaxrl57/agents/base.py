@@ -30,10 +30,12 @@ agents (R2D2, Rainbow, Agent57) provide the same six functions.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 AgentState = Any
 Metrics = dict[str, jax.Array]
@@ -72,3 +74,28 @@ class Agent(NamedTuple):
 
     def evaluation_actor(self) -> EvalActor:
         return self.eval_actor or stateless_eval_actor(self.act_eval)
+
+
+def hparams_from_values(cls, defaults: dict[str, float], values: dict[str, Any]):
+    """`cls` (a dataclass of traced settings) from `defaults` overridden by
+    `values`, each a float32 array; unknown names raise ValueError."""
+    merged = {**defaults, **values}
+    unknown = set(merged) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown hyperparameters: {sorted(unknown)}")
+    return cls(**{k: jnp.asarray(v, jnp.float32) for k, v in merged.items()})
+
+
+def annealed_learning_rate(hp):
+    """The step size as a function of the update count: `hp.learning_rate`,
+    annealed linearly to `hp.lr_final_fraction` of itself over
+    `hp.lr_decay_updates` updates, then constant. The end points are traced,
+    so a sweep may vary them (optax.linear_schedule branches in Python on
+    its length)."""
+
+    def learning_rate(count):
+        progress = jnp.minimum(count / jnp.maximum(hp.lr_decay_updates, 1.0), 1.0)
+        return hp.learning_rate * (1.0 + (hp.lr_final_fraction - 1.0) * progress)
+
+    return learning_rate
+

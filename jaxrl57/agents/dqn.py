@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl57 import exploration, losses
-from jaxrl57.agents.base import Agent
+from jaxrl57.agents.base import Agent, annealed_learning_rate, hparams_from_values
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.networks import make_q_network
 from jaxrl57.networks.distributional import expected_q, sample_taus
@@ -148,11 +148,7 @@ class DQNHParams:
     @classmethod
     def create(cls, **values: Any) -> DQNHParams:
         """Defaults (Adam, small-task scale) overridden by `values`."""
-        merged = {**DEFAULT_HPARAMS, **values}
-        unknown = set(merged) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown hyperparameters: {sorted(unknown)}")
-        return cls(**{k: jnp.asarray(v, jnp.float32) for k, v in merged.items()})
+        return hparams_from_values(cls, DEFAULT_HPARAMS, values)
 
 
 DEFAULT_HPARAMS: dict[str, float] = dict(
@@ -184,11 +180,7 @@ def make_optimizer(config: DQNConfig, hp: DQNHParams) -> optax.GradientTransform
     exactly that form.
     """
     clip = optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=hp.max_grad_norm)
-    # Linear annealing with traced end points, so it can be swept like the rest
-    # (optax.linear_schedule branches in Python on its length).
-    def learning_rate(count):
-        progress = jnp.minimum(count / jnp.maximum(hp.lr_decay_updates, 1.0), 1.0)
-        return hp.learning_rate * (1.0 + (hp.lr_final_fraction - 1.0) * progress)
+    learning_rate = annealed_learning_rate(hp)
     if config.optimizer == "adam":
         opt = optax.adam(learning_rate=learning_rate, eps=hp.optimizer_eps)
     else:

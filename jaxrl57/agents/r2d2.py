@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl57 import exploration, losses
-from jaxrl57.agents.base import Agent, EvalActor
+from jaxrl57.agents.base import Agent, EvalActor, annealed_learning_rate, hparams_from_values
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.networks.recurrent import RecurrentQNetwork, initial_carry
 from jaxrl57.networks.torsos import ConvTorso, MLPTorso
@@ -90,6 +90,8 @@ class R2D2HParams:
     """Traced settings (float32 scalars, or [K] when stacked for a sweep)."""
 
     learning_rate: jax.Array
+    lr_final_fraction: jax.Array  # the step size anneals linearly to this fraction ...
+    lr_decay_updates: jax.Array  # ... over this many updates (fraction 1: constant, the paper)
     optimizer_eps: jax.Array
     max_grad_norm: jax.Array
     discount: jax.Array
@@ -104,16 +106,13 @@ class R2D2HParams:
 
     @classmethod
     def create(cls, **values: Any) -> R2D2HParams:
-        merged = {**DEFAULT_HPARAMS, **values}
-        unknown = set(merged) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown hyperparameters: {sorted(unknown)}")
-        return cls(**{k: jnp.asarray(v, jnp.float32) for k, v in merged.items()})
+        return hparams_from_values(cls, DEFAULT_HPARAMS, values)
 
 
 # Kapturowski et al. 2019, Table 2.
 DEFAULT_HPARAMS: dict[str, float] = dict(
-    learning_rate=1e-4, optimizer_eps=1e-3, max_grad_norm=40.0, discount=0.997,
+    learning_rate=1e-4, lr_final_fraction=1.0, lr_decay_updates=1.0, optimizer_eps=1e-3,
+    max_grad_norm=40.0, discount=0.997,
     epsilon=0.4, epsilon_alpha=7.0, eval_epsilon=0.001, learning_starts=64,
     target_period=2_500, priority_alpha=0.9, priority_beta=0.6, priority_eta=0.9,
 )
@@ -152,7 +151,7 @@ def make_network(config: R2D2Config, spec: EnvSpec) -> RecurrentQNetwork:
 
 def make_optimizer(hp: R2D2HParams) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm),
-                       optax.adam(hp.learning_rate, eps=hp.optimizer_eps))
+                       optax.adam(annealed_learning_rate(hp), eps=hp.optimizer_eps))
 
 
 def make_sequence_loss(network: RecurrentQNetwork, config: R2D2Config):
