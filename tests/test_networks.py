@@ -40,3 +40,40 @@ def test_mlp_q_network_single_and_batched_agree():
     np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
     grads = jax.grad(lambda p: net.apply(p, obs).sum())(params)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_conv_torso_takes_another_convolution_layer_with_the_same_parameters():
+    """`ConvTorso(conv=...)` keeps the parameter tree of `nn.Conv` (Conv_0, Conv_1, ...),
+    so a layer computing the same convolution another way gives the same outputs and
+    gradients from the same parameters."""
+    import flax.linen as nn
+
+    from jaxrl57.networks import ConvTorso
+
+    class LaxConv(nn.Module):  # the convolution written directly, NCHW, as a stand-in
+        features: int
+        kernel_size: tuple[int, int]
+        strides: tuple[int, int] = (1, 1)
+        padding: str = "VALID"
+
+        @nn.compact
+        def __call__(self, x):
+            kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                                (*self.kernel_size, x.shape[-1], self.features))
+            bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+            y = jax.lax.conv_general_dilated(
+                jnp.moveaxis(x, -1, 1), kernel, self.strides, self.padding,
+                dimension_numbers=("NCHW", "HWIO", "NCHW"))
+            return jnp.moveaxis(y, 1, -1) + bias
+
+    obs = jax.random.randint(jax.random.PRNGKey(0), (2, 4, 84, 84), 0, 256).astype(jnp.uint8)
+    plain, other = ConvTorso(channels_first=True), ConvTorso(channels_first=True, conv=LaxConv)
+    params = plain.init(jax.random.PRNGKey(1), obs)
+    assert sorted(params["params"]) == ["Conv_0", "Conv_1", "Conv_2", "Dense_0"]
+    assert (jax.tree.structure(other.init(jax.random.PRNGKey(1), obs))
+            == jax.tree.structure(params))
+    np.testing.assert_allclose(other.apply(params, obs), plain.apply(params, obs),
+                               rtol=1e-5, atol=1e-5)
+    grad = lambda net: jax.grad(lambda p: jnp.sum(net.apply(p, obs) ** 2))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 grad(other), grad(plain))

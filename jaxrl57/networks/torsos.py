@@ -7,7 +7,7 @@ and are scaled to [0, 1] here, so replay can keep them as bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -42,6 +42,12 @@ class ConvTorso(nn.Module):
     and moves channels last for flax's NHWC convolutions. `dense=0` ends at
     the flattened convolutions (the R2D2 torso, whose LSTM follows them) and
     `spatial=True` at the last feature map [..., H', W', C] (for a ConvLSTM).
+
+    `conv` is the convolution layer class, called as `conv(features, (k, k),
+    strides=(s, s), padding=..., name="Conv_i")`; layers with `nn.Conv`'s
+    parameters (`kernel` [k, k, C, F], `bias` [F]) keep the parameter tree
+    unchanged. `benchmarks/nature_update.py` uses it to time other lowerings
+    (im2col, space-to-depth, bfloat16); none beat `nn.Conv` on the CPU.
     """
 
     features: Sequence[int] = (32, 64, 64)
@@ -51,6 +57,7 @@ class ConvTorso(nn.Module):
     channels_first: bool = False
     padding: str = "VALID"
     spatial: bool = False
+    conv: Callable[..., nn.Module] = nn.Conv
 
     @nn.compact
     def __call__(self, obs):
@@ -59,8 +66,11 @@ class ConvTorso(nn.Module):
             x = jnp.moveaxis(x, -3, -1)
         batch_shape = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:])
-        for f, k, s in zip(self.features, self.kernels, self.strides, strict=True):
-            x = nn.relu(nn.Conv(f, (k, k), strides=(s, s), padding=self.padding)(x))
+        layers = zip(self.features, self.kernels, self.strides, strict=True)
+        for i, (f, k, s) in enumerate(layers):
+            # Named as flax names nn.Conv layers, whatever `conv` is.
+            layer = self.conv(f, (k, k), strides=(s, s), padding=self.padding, name=f"Conv_{i}")
+            x = nn.relu(layer(x))
         if self.spatial:
             return x.reshape(batch_shape + x.shape[-3:])
         x = x.reshape(batch_shape + (-1,))
