@@ -238,3 +238,49 @@ def test_envpool_breakout_stacks_rebuilt_exactly():
     state = frame_init(jnp.asarray(stream["obs"][0, 0]), num_envs, num_envs * 150, n)
     state = _feed(state, stream, 0, t_len, n)
     _check_against_reference(state, stream, ref, n, gamma, t_len)
+
+
+def _frame_agent(**overrides):
+    from jaxrl57.agents.dqn import DQNConfig, make_dqn
+    from jaxrl57.envs.base import EnvSpec
+
+    spec = EnvSpec(name="stacked", obs_shape=(S, H, W), obs_dtype=np.uint8, num_actions=6)
+    config = DQNConfig(**{"hidden_sizes": (32,), "replay_capacity": 200, "batch_size": 8,
+                          "replay_storage": "frames", **overrides})
+    return make_dqn(config, spec, 2)
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(prioritized=True, n_step=3, double=True)])
+def test_dqn_agent_with_frame_replay(overrides):
+    import chex
+
+    from jaxrl57.agents.dqn import DQNHParams
+
+    chex.clear_trace_counter()  # the parametrized cases share the counter
+    agent = _frame_agent(**overrides)
+    state = jax.jit(agent.init)(jax.random.PRNGKey(0), DQNHParams.create(learning_starts=20))
+    assert state.replay.frames.shape == (2, 100, H, W) and state.nstep == ()
+    stream = _stacked_stream(5, 30, 2)
+    keys = ("obs", "action", "reward", "terminated", "truncated", "next_obs")
+    observe = jax.jit(chex.assert_max_traces(agent.observe, n=1))
+    update = jax.jit(chex.assert_max_traces(agent.update, n=1))
+    for t in range(30):
+        state = observe(state, *(jnp.asarray(stream[k][t]) for k in keys))
+        state, metrics = update(state, jax.random.PRNGKey(t))
+        assert float(metrics["updated"]) == float(agent.can_update(state))
+    assert int(state.env_steps) == 60 and bool(agent.can_update(state))
+    assert int(state.updates) > 0 and np.isfinite(float(metrics["loss"]))
+    assert int(state.replay.stack_mismatches) == 0
+
+
+def test_dqn_frame_replay_rejects_bad_settings():
+    from jaxrl57.agents.dqn import DQNConfig, make_dqn
+
+    with pytest.raises(ValueError, match="replay_storage"):
+        DQNConfig(replay_storage="frame").validate()
+    from jaxrl57 import envs
+
+    with pytest.raises(ValueError, match="stacked uint8 frames"):
+        make_dqn(DQNConfig(replay_storage="frames"), envs.make_env("jax:Catch").spec, 2)
+    with pytest.raises(ValueError, match="too small"):
+        _frame_agent(replay_capacity=10)
