@@ -284,3 +284,11 @@ def test_dqn_frame_replay_rejects_bad_settings():
         make_dqn(DQNConfig(replay_storage="frames"), envs.make_env("jax:Catch").spec, 2)
     with pytest.raises(ValueError, match="too small"):
         _frame_agent(replay_capacity=10)
+
+
+def test_cli_rejects_frames_for_non_pixel_env(tmp_path, capsys):
+    from jaxrl57.cli import main
+
+    rc = main(["train", "dqn", "--env", "jax:Catch", "--steps", "100", "--set",
+               "replay_storage=frames", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 2 and "stacked uint8 frames" in capsys.readouterr().err
