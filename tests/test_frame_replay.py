@@ -292,3 +292,16 @@ def test_cli_rejects_frames_for_non_pixel_env(tmp_path, capsys):
     rc = main(["train", "dqn", "--env", "jax:Catch", "--steps", "100", "--set",
                "replay_storage=frames", "--out", str(tmp_path), "--no-progress"])
     assert rc == 2 and "stacked uint8 frames" in capsys.readouterr().err
+
+
+def test_add_writes_the_ring_in_place():
+    """No copy of the frame ring in the compiled add (it is the 7 GB array)."""
+    num_rows = 50
+    state = frame_init(jnp.zeros((S, H, W), jnp.uint8), 2, 2 * num_rows, n_step=3)
+    stream = _stacked_stream(0, 1, 2)
+    xs = [jnp.asarray(stream[k][0]) for k in
+          ("obs", "action", "reward", "terminated", "truncated", "next_obs")]
+    add = jax.jit(lambda s, *x: frame_add(s, *x, n_step=3, alpha=0.5), donate_argnums=0)
+    hlo = add.lower(state, *xs).compile().as_text()
+    ring = f"u8[2,{num_rows},{H},{W}]"
+    assert not [line for line in hlo.splitlines() if ring in line and " copy(" in line]

@@ -26,9 +26,11 @@ copies of its first frame (checked on Breakout-v5 with EnvPool 1.2.5), other
 wrappers with zeros, and EnvPool's `episodic_life` keeps the old frames
 after a lost life (the new stack holds the final frame of the "episode" that
 just ended). Rather than guess from the done flags, `frame_add` compares the
-observation with the stack rebuilt from the ring and records, per row,
-whether the stack continues, restarts with copies, or restarts with zeros
-(`stack_start`); rebuilt stacks then equal what the env gave, bit for bit.
+observation with the previous row's stack (the last `next_obs`, kept per env
+so that the ring is never read before it is written: XLA would copy it) and
+records, per row, whether the stack continues, restarts with copies, or
+restarts with zeros (`stack_start`); rebuilt stacks then equal what the env
+gave, bit for bit.
 Observations that fit none of the three are counted in `stack_mismatches`
 (which stays 0 for EnvPool and for `obs_{t+1} = next_obs_t` streams).
 
@@ -89,6 +91,8 @@ class FrameReplayState(NamedTuple):
     max_priority: float32 scalar, largest raw priority seen (starts at 1).
     size: int32 scalar, number of sampleable rows (positive leaves).
     stack_mismatches: int32 scalar, observations no stack rule reproduces.
+    last_next_obs: `[E, S, H, W]`, the last step's next_obs (the stack of row
+      `end - 1`), to tell how the next observation's stack was built.
     """
 
     frames: jax.Array
@@ -104,6 +108,7 @@ class FrameReplayState(NamedTuple):
     max_priority: jax.Array
     size: jax.Array
     stack_mismatches: jax.Array
+    last_next_obs: jax.Array
 
 
 def frame_rows_per_env(capacity: int, num_envs: int) -> int:
@@ -155,6 +160,7 @@ def frame_init(
         max_priority=jnp.ones((), jnp.float32),
         size=jnp.zeros((), jnp.int32),
         stack_mismatches=jnp.zeros((), jnp.int32),
+        last_next_obs=jnp.zeros((num_envs,) + shape, dtype),
     )
 
 
@@ -204,19 +210,22 @@ def frame_add(
     head = state.head
     done = jnp.asarray(terminated, bool) | jnp.asarray(truncated, bool)
 
-    # How the env built this stack: continuing the previous row's stack, or restarted.
+    # How the env built this stack: continuing the previous row's stack, or
+    # restarted. The previous row's stack is the last next_obs (kept apart:
+    # reading the ring before writing it makes XLA copy the whole ring), or,
+    # while an episode goes on, the last obs: next_obs shifted back one frame.
     axes = (1, 2, 3)
-    previous = _stacks(state, env, head - 1, stack)
-    continues = (head > 0) & jnp.all(obs[:, :-1] == previous[:, 1:], axis=axes)
+    went_on = (head == state.end - 1) & (head > 0)
+    last = state.last_next_obs
+    previous_tail = jnp.where(went_on[:, None, None, None], last[:, :-1], last[:, 1:])
+    continues = (head > 0) & jnp.all(obs[:, :-1] == previous_tail, axis=axes)
     copies = jnp.all(obs[:, :-1] == obs[:, -1:], axis=axes)
     zeros = jnp.all(obs[:, :-1] == 0, axis=axes)
     code = jnp.where(continues, CONTINUES, jnp.where(copies, COPIES, ZEROS)).astype(jnp.uint8)
     shifted = jnp.all(next_obs[:, :-1] == obs[:, 1:], axis=axes)
     # While an episode goes on, obs must be the previous step's next_obs, whose
     # frame is already in the row (head == end - 1 unless the last step ended).
-    pending = state.frames[env, head % num_rows]
-    went_on = (head == state.end - 1) & (head > 0)
-    same = continues & jnp.all(obs[:, -1] == pending, axis=(1, 2))
+    same = continues & jnp.all(obs[:, -1] == last[:, -1], axis=(1, 2))
     mismatches = (jnp.sum(~(continues | copies | zeros)) + jnp.sum(~shifted)
                   + jnp.sum(went_on & ~same))
 
@@ -234,6 +243,7 @@ def frame_add(
         head=(head + 1 + done).astype(jnp.int32),
         end=(head + 2).astype(jnp.int32),
         stack_mismatches=state.stack_mismatches + mismatches.astype(jnp.int32),
+        last_next_obs=jnp.asarray(next_obs, state.last_next_obs.dtype),
     )
 
     # Rows h-n+1 .. h whose n-step window ends at this step: the one n-1 steps
