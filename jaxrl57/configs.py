@@ -75,9 +75,12 @@ _FAMILY: dict[str, tuple[dict, dict, dict]] = {
              eval_episodes=8),
     ),
     # Mnih et al. 2015: batch 32, replay 1M, one update every 4 agent steps,
-    # centered RMSProp; epsilon and replay start counted in agent steps.
+    # centered RMSProp; epsilon and replay start counted in agent steps. The
+    # replay keeps each frame once (about 7 GB for 1M steps; whole transitions
+    # would take 56 GB).
     "atari": (
-        dict(torso="nature_cnn", replay_capacity=1_000_000, batch_size=32, optimizer="rmsprop"),
+        dict(torso="nature_cnn", replay_capacity=1_000_000, batch_size=32, optimizer="rmsprop",
+             replay_storage="frames"),
         dict(dqn.NATURE_ATARI_HPARAMS),
         dict(total_steps=10_000_000, num_envs=1, train_every=4, updates_per_train=1,
              num_rows=200, eval_episodes=10),

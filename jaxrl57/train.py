@@ -87,8 +87,11 @@ def run_training(args, start_time: float) -> int:
         from jaxrl57.runners.driver import JaxDriver as Driver
     else:
         from jaxrl57.runners.envpool_loop import EnvPoolDriver as Driver
-    driver = Driver(args.env, base, [s.hparams for s in member_settings], seeds,
-                    env_kwargs=env_kwargs)
+    try:
+        driver = Driver(args.env, base, [s.hparams for s in member_settings], seeds,
+                        env_kwargs=env_kwargs)
+    except ValueError as e:  # settings the env cannot take (e.g. replay_storage=frames)
+        _fail(str(e))
 
     ckpt_path = os.path.join(out, CKPT)
     rows: list[dict] = []

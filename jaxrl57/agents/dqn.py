@@ -26,6 +26,13 @@
   actors compute the first priority from their own Q-values: a second
   forward pass per step that this single-process agent does without).
 
+Replay storage (`replay_storage`): `transitions` keeps each n-step
+transition whole (`obs` and `next_obs`), built by `replay.nstep` before it
+is stored; `frames` (for stacked Atari frames `[S, H, W]`) keeps each frame
+once per env (`replay.frames`: 1M Atari transitions in about 7 GB instead of
+56) and computes the n-step returns with the same formula when sampling.
+Both feed the same loss with the same batch layout.
+
 The agent follows `jaxrl57.agents.base.Agent`. Shapes are fixed by the
 static `DQNConfig`; every numeric setting that does not change a shape is a
 traced array in `DQNHParams`, so `jax.vmap(agent.init)(keys, hparams)`
@@ -45,6 +52,7 @@ from typing import Any, NamedTuple
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxrl57 import exploration, losses
@@ -54,6 +62,12 @@ from jaxrl57.networks import make_q_network
 from jaxrl57.networks.distributional import expected_q, sample_taus
 from jaxrl57.replay import (
     Transition,
+    frame_add,
+    frame_init,
+    frame_rows_per_env,
+    frame_sample,
+    frame_sample_prioritized,
+    frame_update_priorities,
     nstep_emit,
     nstep_init,
     nstep_push,
@@ -89,6 +103,7 @@ class DQNConfig:
     # Ape-X: env i explores with apex_epsilon ** (1 + apex_alpha * i / (N - 1)),
     # fixed, instead of the annealed epsilon shared by all envs.
     epsilon_ladder: bool = False
+    replay_storage: str = "transitions"  # transitions | frames (stacked frames stored once)
 
     def validate(self) -> None:
         """Raises ValueError for impossible settings."""
@@ -113,9 +128,13 @@ class DQNConfig:
             raise ValueError(f"num_act_taus must be >= 1, got {self.num_act_taus}")
         if self.epsilon_ladder and self.noisy:
             raise ValueError("epsilon_ladder and noisy both set the exploration: choose one")
+        if self.replay_storage not in REPLAY_STORAGES:
+            raise ValueError(f"replay_storage must be one of {', '.join(REPLAY_STORAGES)}, "
+                             f"not {self.replay_storage!r}")
 
 
 DISTRIBUTIONS = ("none", "c51", "qr", "iqn")
+REPLAY_STORAGES = ("transitions", "frames")
 
 
 @flax.struct.dataclass
@@ -199,6 +218,16 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
                              distribution=config.distribution, num_atoms=config.num_atoms,
                              noisy=config.noisy, sigma0=config.noisy_sigma0)
     dist = config.distribution
+    frames = config.replay_storage == "frames"
+    if frames:
+        if len(spec.obs_shape) != 3 or np.dtype(spec.obs_dtype) != np.uint8:
+            raise ValueError(f"replay_storage=frames needs stacked uint8 frames [S, H, W]; "
+                             f"{spec.name} has {np.dtype(spec.obs_dtype).name} observations "
+                             f"of shape {spec.obs_shape}")
+        rows = frame_rows_per_env(config.replay_capacity, num_envs)
+        if rows < spec.obs_shape[0] + config.n_step + 2:
+            raise ValueError(f"replay_capacity {config.replay_capacity} over {num_envs} envs "
+                             f"is too small for replay_storage=frames")
     example_obs = jnp.zeros(spec.obs_shape, spec.obs_dtype)
     example = Transition(obs=example_obs, action=jnp.zeros((), jnp.int32),
                          reward=jnp.zeros((), jnp.float32), discount=jnp.zeros((), jnp.float32),
@@ -234,13 +263,18 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         params = network.init({"params": params_key, "noise": noise_key}, example_obs,
                               *init_args)
         opt_state = make_optimizer(config, hp).init(params)
-        if config.prioritized:
-            replay = prioritized_init(example, config.replay_capacity)
+        if frames:  # one frame ring per env; n-step windows are read when sampling
+            replay = frame_init(example_obs, num_envs, config.replay_capacity, config.n_step)
+            nstep = ()
         else:
-            replay = uniform_init(example, config.replay_capacity)
+            if config.prioritized:
+                replay = prioritized_init(example, config.replay_capacity)
+            else:
+                replay = uniform_init(example, config.replay_capacity)
+            nstep = nstep_init(example_obs, num_envs, config.n_step)
         return DQNState(
             params=params, target_params=params, opt_state=opt_state, replay=replay,
-            nstep=nstep_init(example_obs, num_envs, config.n_step),
+            nstep=nstep,
             env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32), hparams=hp)
 
     def epsilon(state: DQNState):
@@ -264,6 +298,11 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         return exploration.epsilon_greedy(key, q, state.hparams.eval_epsilon)
 
     def observe(state: DQNState, obs, action, reward, terminated, truncated, next_obs):
+        if frames:
+            alpha = state.hparams.priority_alpha if config.prioritized else 0.0
+            replay = frame_add(state.replay, obs, action, reward, terminated, truncated,
+                               next_obs, n_step=config.n_step, alpha=alpha)
+            return state._replace(replay=replay, env_steps=state.env_steps + obs.shape[0])
         nstep = nstep_push(state.nstep, obs, action, reward, terminated, truncated, next_obs)
         transitions, valid = nstep_emit(nstep, state.hparams.discount)
         # No lax.cond around the write: XLA copies a conditional's operands, and
@@ -347,6 +386,15 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         if config.prioritized:
             beta = hp.priority_beta_start + (1.0 - hp.priority_beta_start) * jnp.minimum(
                 1.0, state.updates / hp.priority_beta_steps)
+        if frames:
+            stored = dict(stack_size=spec.obs_shape[0], n_step=config.n_step, gamma=hp.discount)
+            if config.prioritized:
+                batch, indices, weights = frame_sample_prioritized(
+                    state.replay, key, config.batch_size, beta=beta, **stored)
+            else:
+                batch, weights = frame_sample(state.replay, key, config.batch_size,
+                                              **stored)[0], None
+        elif config.prioritized:
             batch, indices, weights = prioritized_sample(state.replay, key, config.batch_size,
                                                          beta)
         else:
@@ -364,7 +412,8 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ready, n, o), new, old)
         replay = state.replay
         if config.prioritized:
-            updated = prioritized_update(replay, indices, priority, hp.priority_alpha)
+            set_priorities = frame_update_priorities if frames else prioritized_update
+            updated = set_priorities(replay, indices, priority, hp.priority_alpha)
             replay = updated._replace(tree=jnp.where(ready, updated.tree, replay.tree),
                                       max_priority=jnp.where(ready, updated.max_priority,
                                                              replay.max_priority))

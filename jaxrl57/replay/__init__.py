@@ -1,13 +1,27 @@
-"""Pure-JAX replay buffers whose state is a pytree: uniform, prioritized, n-step, sequence."""
+"""Pure-JAX replay buffers whose state is a pytree: uniform, prioritized, n-step, sequence,
+and Atari frames stored once (`frames`)."""
 
 from jaxrl57.replay.base import Transition
+from jaxrl57.replay.frames import (
+    FrameReplayState,
+    frame_add,
+    frame_bytes_per_transition,
+    frame_get,
+    frame_init,
+    frame_rows_per_env,
+    frame_sample,
+    frame_sample_prioritized,
+    frame_update_priorities,
+)
 from jaxrl57.replay.nstep import NStepState, nstep_emit, nstep_init, nstep_push
 from jaxrl57.replay.prioritized import (
     PrioritizedState,
+    importance_weights,
     prioritized_add,
     prioritized_init,
     prioritized_sample,
     prioritized_update,
+    proportional_indices,
 )
 from jaxrl57.replay.sequence import (
     SequenceReplayState,
@@ -27,11 +41,21 @@ from jaxrl57.replay.sum_tree import (
 from jaxrl57.replay.uniform import UniformState, uniform_add, uniform_init, uniform_sample
 
 __all__ = [
+    "FrameReplayState",
     "NStepState",
     "PrioritizedState",
     "SequenceReplayState",
     "Transition",
     "UniformState",
+    "frame_add",
+    "frame_bytes_per_transition",
+    "frame_get",
+    "frame_init",
+    "frame_rows_per_env",
+    "frame_sample",
+    "frame_sample_prioritized",
+    "frame_update_priorities",
+    "importance_weights",
     "nstep_emit",
     "nstep_init",
     "nstep_push",
@@ -39,6 +63,7 @@ __all__ = [
     "prioritized_init",
     "prioritized_sample",
     "prioritized_update",
+    "proportional_indices",
     "sequence_can_sample",
     "sequence_init",
     "sequence_push",

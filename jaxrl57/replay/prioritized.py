@@ -75,6 +75,33 @@ def prioritized_add(state: PrioritizedState, batch: Transition, alpha) -> Priori
     return PrioritizedState(storage, position, size, tree, state.max_priority)
 
 
+def proportional_indices(tree: jax.Array, key: jax.Array, batch_size: int) -> jax.Array:
+    """Stratified proportional draw of `batch_size` leaf indices from a sum tree.
+
+    The total priority mass is split into `batch_size` equal segments and one
+    target is drawn uniformly inside each (Schaul et al. 2016, appendix B.2.1).
+    Leaves with zero priority are never returned while the total is positive.
+    """
+    segment = sum_tree_total(tree) / batch_size
+    u = jax.random.uniform(key, (batch_size,), jnp.float32)
+    targets = (jnp.arange(batch_size, dtype=jnp.float32) + u) * segment
+    return sum_tree_find(tree, targets)
+
+
+def importance_weights(tree: jax.Array, indices: jax.Array, num_items, beta) -> jax.Array:
+    """`(N * P(i))^-beta` over the batch maximum, `P(i)` the leaf's share of the total.
+
+    `num_items` is N, the number of items that can be sampled (Schaul et al.
+    2016, section 3.4).
+    """
+    probs = sum_tree_get(tree, indices) / jnp.maximum(sum_tree_total(tree), 1e-30)
+    n = jnp.maximum(num_items, 1).astype(jnp.float32)
+    beta = jnp.asarray(beta, jnp.float32)
+    # Guard against P = 0 (only possible in an empty buffer).
+    weights = jnp.power(jnp.maximum(n * probs, 1e-30), -beta)
+    return (weights / jnp.max(weights)).astype(jnp.float32)
+
+
 def prioritized_sample(
     state: PrioritizedState, key: jax.Array, batch_size: int, beta
 ) -> tuple[Transition, jax.Array, jax.Array]:
@@ -88,18 +115,9 @@ def prioritized_sample(
       indices: int32 `[B]`, slots to pass back to `prioritized_update`.
       weights: float32 `[B]`, `(N * P(i))^-beta` divided by the batch maximum.
     """
-    total = sum_tree_total(state.tree)
-    segment = total / batch_size
-    u = jax.random.uniform(key, (batch_size,), jnp.float32)
-    targets = (jnp.arange(batch_size, dtype=jnp.float32) + u) * segment
-    indices = sum_tree_find(state.tree, targets)
+    indices = proportional_indices(state.tree, key, batch_size)
     indices = jnp.clip(indices, 0, jnp.maximum(state.size - 1, 0)).astype(jnp.int32)
-    probs = sum_tree_get(state.tree, indices) / jnp.maximum(total, 1e-30)
-    n = jnp.maximum(state.size, 1).astype(jnp.float32)
-    beta = jnp.asarray(beta, jnp.float32)
-    # Guard against P = 0 (only possible in an empty buffer).
-    weights = jnp.power(jnp.maximum(n * probs, 1e-30), -beta)
-    weights = (weights / jnp.max(weights)).astype(jnp.float32)
+    weights = importance_weights(state.tree, indices, state.size, beta)
     transitions = jax.tree_util.tree_map(lambda s: s[indices], state.storage)
     return transitions, indices, weights
 
