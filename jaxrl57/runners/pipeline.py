@@ -1,0 +1,229 @@
+"""The asynchronous EnvPool pipeline: an actor thread steps the envs while the learner updates.
+
+The Sebulba design of Hessel et al. 2021 ("Podracer architectures for scalable
+reinforcement learning", sec. 3.2) on one host: an actor thread acts on a batch of
+observations (one jitted call), steps the C++ envs with the actions (EnvPool's own
+threads do the stepping, the GIL is released) and puts the batch of transitions in a
+bounded queue; the learner (the thread that calls `run_row`) takes batches from the
+queue, writes them into replay with `agent.observe` and runs the updates they are due.
+The two overlap: while the learner's update runs on the accelerator (JAX releases the
+GIL while it executes), the actor acts and steps the next batches.
+
+Ownership. The agent state holds the replay, so only the learner owns it. The actor
+acts on a copy of `agent.actor_view(state)` (what `act` reads: params, hyperparameters,
+env-step counter; no replay), refreshed from the learner every `actor_refresh` learner
+batches. The copy is a new buffer (a jitted `jnp.copy`), so the learner can keep
+donating its state to `update` while the actor still reads the old parameters. The
+agent's functions are those of the other runners; only who calls them, and when,
+changes. Acting parameters lag the learner by at most `queue_size + actor_refresh + 1`
+batches, and so does the epsilon of epsilon-greedy (it reads the env-step counter of
+the copied state): this is the policy lag of every actor-learner split (IMPALA,
+Espeholt et al. 2018; Sebulba), nothing else of the agent's math changes.
+
+Replay ratio. The learner counts the env-step batches it consumes, not wall time:
+batch `i` (all `num_envs` envs stepped once) is observed, then, when
+`i % train_every == 0` and the replay is warm, `updates_per_train` updates run, the
+schedule of the synchronous loop (`runners.envpool_loop`). Updates per env step are
+therefore exactly `updates_per_train / (train_every * num_envs)` however fast the actor
+is; a fast actor waits on the bounded queue. Once `agent.can_update` has been true the
+learner stops asking (it would wait on the device for every phase); a warm replay stays
+warm, and `update` masks itself in any case.
+
+EnvPool mode. The actor uses the adapter of `envs.envpool_env` unchanged: EnvPool in
+sync mode with `batch_size == num_envs` (each `send`/`recv` steps every env once, and
+the adapter's reset step after an episode end gives clean transitions with `final_obs`
+and true episode statistics). Every batch therefore holds exactly one transition per
+env, in env-id order, which is what the n-step window of `agent.observe` needs (it is
+per env position). EnvPool's async mode (`batch_size < num_envs`) was not taken: its
+`recv` returns whichever envs finished first, so feeding `observe` would need per-env
+queues re-assembled into full batches, and fast envs can run ahead of slow ones without
+bound (Atari resets cost up to 30 no-op frames); the overlap it buys (acting on one
+half while the other steps) matters only when acting costs as much as stepping, while
+what bounds training here is the learner (`benchmarks/envpool_pipeline.py`).
+
+Host/device boundary: each observation crosses to the device once (`device_put` in the
+actor); acting, and the learner's `observe`, use that device copy. Episode statistics
+travel with the batch they ended in, so a row's statistics are those of the env steps
+the row consumed.
+
+Threads: an exception in the actor ends it and is raised again in the learner (as the
+`__cause__` of a `RuntimeError`); an exception in the learner stops the actor. `close()`
+stops and joins it; the thread is a daemon, so an interpreter exit never waits on it.
+
+Resume: as for the synchronous loop, the agent state, RNG key and row are checkpointed
+and a resumed run starts fresh episodes; batches the actor had queued but the learner
+had not consumed are dropped (they were never counted as env steps).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl57.runners.envpool_loop import EnvPoolDriver
+
+_POLL_S = 0.05  # how often a blocked thread looks at the other thread's health
+
+
+class ActorError(RuntimeError):
+    """The actor thread failed; the original exception is the `__cause__`."""
+
+
+class PipelineDriver(EnvPoolDriver):
+    """One member trained by the asynchronous actor/learner pipeline (module docstring).
+
+    Same interface as `EnvPoolDriver`: `run_row`, `get_state`, `set_state`,
+    `state_template`, plus `close()`.
+    """
+
+    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int],
+                 env_kwargs: dict | None = None):
+        super().__init__(env_id, settings, member_hparams, seeds, env_kwargs)
+        if self.agent.recurrent or self.agent.actor_view is None:
+            raise ValueError("the async pipeline needs a feed-forward agent with an "
+                             "`actor_view` (DQN family); use pipeline=sync")
+        agent = self.agent
+        # A copy, not a view: the learner donates its state to `update`.
+        self._view = jax.jit(lambda s: jax.tree.map(jnp.copy, agent.actor_view(s)))
+
+        def act(view, obs, key, t):
+            return agent.act(view, obs, jax.random.fold_in(key, t))[0]
+
+        self._act_view = jax.jit(act)
+        self._queue: queue.Queue = queue.Queue(maxsize=self.run.queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._published = None  # the actor's parameters: read by the actor, set by the learner
+        self._warm = False
+        self.updates_done = 0  # updates run by this driver (for tests and benchmarks)
+        self.batches_consumed = 0
+
+    # ------------------------------------------------------------------ actor thread
+
+    def _start_actor(self) -> None:
+        self._stop.clear()
+        self._error = None
+        self._queue = queue.Queue(maxsize=self.run.queue_size)
+        self._published = self._view(self.state["agent"])
+        actor_key = jax.random.fold_in(self.state["key"], 0x5EB)  # apart from the learner's
+        self._thread = threading.Thread(target=self._actor_main, args=(actor_key,),
+                                        name="jaxrl57-actor", daemon=True)
+        self._thread.start()
+
+    def _actor_main(self, key) -> None:
+        try:
+            self._actor_loop(key)
+        except BaseException as e:  # noqa: BLE001 - handed to the learner, which raises it
+            self._error = e
+
+    def _actor_loop(self, key) -> None:
+        envs = self.envs
+        obs = jax.device_put(envs.reset())
+        envs.pop_episode_stats()
+        t = 0
+        while not self._stop.is_set():
+            actions = self._act_view(self._published, obs, key, t)
+            out = envs.step(np.asarray(actions))
+            next_obs = jax.device_put(out.obs)
+            # The adapter returns `obs` itself as `final_obs` when no env ended.
+            final_obs = next_obs if out.final_obs is out.obs else jax.device_put(out.final_obs)
+            reward, terminated, truncated = jax.device_put(
+                (out.reward, out.terminated, out.truncated))
+            item = ((obs, actions, reward, terminated, truncated, final_obs),
+                    envs.pop_episode_stats())
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=_POLL_S)
+                    break
+                except queue.Full:
+                    pass
+            obs = next_obs
+            t += 1
+
+    def _next_batch(self):
+        while True:
+            try:
+                return self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                alive = self._thread is not None and self._thread.is_alive()
+                # Read after `alive`: the actor records its error before it ends.
+                if self._error is not None:
+                    raise ActorError(f"the actor thread failed: {self._error!r}") \
+                        from self._error
+                if not alive:
+                    raise ActorError("the actor thread ended without a batch") from None
+
+    def close(self) -> None:
+        """Stops the actor thread and waits for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30.0)
+            self._thread = None
+
+    # ------------------------------------------------------------------ learner
+
+    def run_row(self) -> list[dict]:
+        if self._thread is None:
+            self._start_actor()
+        try:
+            return self._learn_row()
+        except BaseException:
+            self.close()
+            raise
+
+    def _learn_row(self) -> list[dict]:
+        run = self.run
+        agent_state, key = self.state["agent"], self.state["key"]
+        row = int(self.state["row"])
+        metric_log = []
+        returns, lengths = [], []
+        for i in range(run.iterations_per_row):
+            batch, stats = self._next_batch()
+            returns.append(stats.returns)
+            lengths.append(stats.lengths)
+            key, train_key = jax.random.split(key)
+            agent_state = self._observe(agent_state, *batch)
+            if (row * run.iterations_per_row + i) % run.train_every == 0:
+                if not self._warm:
+                    self._warm = bool(self._can_update(agent_state))
+                if self._warm:
+                    for update_key in jax.random.split(train_key, run.updates_per_train):
+                        agent_state, metrics = self._update(agent_state, update_key)
+                        metric_log.append(metrics)
+                    self.updates_done += run.updates_per_train
+            self.batches_consumed += 1
+            if self.batches_consumed % run.actor_refresh == 0:
+                self._published = self._view(agent_state)
+        key, eval_key = jax.random.split(key)
+        row += 1
+        self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
+        returns, lengths = np.concatenate(returns), np.concatenate(lengths)
+        is_eval_row = row % run.eval_every_rows == 0 or row == run.num_rows
+        result = {
+            "env_steps": row * run.steps_per_row,
+            "updates": int(agent_state.updates),
+            "episode_return": float(np.mean(returns)) if len(returns) else np.nan,
+            "episode_length": float(np.mean(lengths)) if len(lengths) else np.nan,
+            "episodes": len(returns),
+            "eval_return": self.evaluate(eval_key) if is_eval_row else np.nan,
+        }
+        if metric_log:
+            logged = jax.device_get(metric_log)
+            done = sum(float(m["updated"]) for m in logged)
+            for k in self.metric_names:
+                total = sum(float(m[k]) for m in logged)
+                result[k] = total / done if done else np.nan
+        else:
+            result.update({k: np.nan for k in self.metric_names})
+        return [result]
+
+    def set_state(self, state) -> None:
+        # The actor's queued batches belong to the replaced run: drop them, start over.
+        self.close()
+        self._warm = False
+        super().set_state(state)
