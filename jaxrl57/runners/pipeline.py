@@ -122,11 +122,27 @@ class PipelineDriver(EnvPoolDriver):
             self._error = e
 
     def _actor_loop(self, key) -> None:
+        for item in self.actor_batches(key):
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=_POLL_S)
+                    break
+                except queue.Full:
+                    pass
+            if self._stop.is_set():
+                return
+
+    def actor_batches(self, key):
+        """The actor's loop as a generator (fresh episodes): one item per step of all
+        envs, `((obs, actions, reward, terminated, truncated, final_obs), EpisodeStats)`,
+        the arrays on the device, acting with the last published parameters."""
         envs = self.envs
+        if self._published is None:
+            self._published = self._view(self.state["agent"])
         obs = jax.device_put(envs.reset())
         envs.pop_episode_stats()
         t = 0
-        while not self._stop.is_set():
+        while True:
             actions = self._act_view(self._published, obs, key, t)
             out = envs.step(np.asarray(actions))
             next_obs = jax.device_put(out.obs)
@@ -134,14 +150,8 @@ class PipelineDriver(EnvPoolDriver):
             final_obs = next_obs if out.final_obs is out.obs else jax.device_put(out.final_obs)
             reward, terminated, truncated = jax.device_put(
                 (out.reward, out.terminated, out.truncated))
-            item = ((obs, actions, reward, terminated, truncated, final_obs),
-                    envs.pop_episode_stats())
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=_POLL_S)
-                    break
-                except queue.Full:
-                    pass
+            yield ((obs, actions, reward, terminated, truncated, final_obs),
+                   envs.pop_episode_stats())
             obs = next_obs
             t += 1
 
