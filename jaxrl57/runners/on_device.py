@@ -50,6 +50,7 @@ class RunConfig:
     pipeline: str = "sync"
     queue_size: int = 2  # async: env-step batches the actor may run ahead of the learner
     actor_refresh: int = 1  # async: learner batches between refreshes of the actor's params
+    actor_lag: int = 2  # async: the actor acts on batch t with the params of batch t - lag
 
     @property
     def phases_per_row(self) -> int:
@@ -72,7 +73,8 @@ class RunConfig:
         if self.pipeline not in ("sync", "async"):
             raise ValueError(f"pipeline must be sync or async, not {self.pipeline!r}")
         for name in ("total_steps", "num_envs", "train_every", "updates_per_train", "num_rows",
-                     "eval_episodes", "eval_every_rows", "queue_size", "actor_refresh"):
+                     "eval_episodes", "eval_every_rows", "queue_size", "actor_refresh",
+                     "actor_lag"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 

@@ -11,14 +11,23 @@ GIL while it executes), the actor acts and steps the next batches.
 
 Ownership. The agent state holds the replay, so only the learner owns it. The actor
 acts on a copy of `agent.actor_view(state)` (what `act` reads: params, hyperparameters,
-env-step counter; no replay), refreshed from the learner every `actor_refresh` learner
-batches. The copy is a new buffer (a jitted `jnp.copy`), so the learner can keep
+env-step counter; no replay) that the learner publishes every `actor_refresh` batches
+it consumes. The copy is a new buffer (a jitted `jnp.copy`), so the learner can keep
 donating its state to `update` while the actor still reads the old parameters. The
 agent's functions are those of the other runners; only who calls them, and when,
-changes. Acting parameters lag the learner by at most `queue_size + actor_refresh + 1`
-batches, and so does the epsilon of epsilon-greedy (it reads the env-step counter of
-the copied state): this is the policy lag of every actor-learner split (IMPALA,
-Espeholt et al. 2018; Sebulba), nothing else of the agent's math changes.
+changes.
+
+Policy lag, fixed. Sebulba's actors take whatever parameters are newest, which makes a
+run depend on thread timing. Here the actor acts on env-step batch `t` with the
+parameters published after the learner consumed batch `t - actor_lag` (rounded down to
+a multiple of `actor_refresh`; the initial ones for `t < actor_lag`), waiting for them if
+need be. The lag is then the same in every run, and a run is reproducible from its seed
+like the synchronous loop's. `actor_lag = 1` leaves nothing to overlap (the actor would
+wait for the learner's last update before every batch); `actor_lag = 2` (default) lets
+the actor act and step batch `t` while the learner updates on batch `t - 1`. The epsilon
+of epsilon-greedy reads the env-step counter of the same copy, so it lags by as much:
+this is the policy lag of every actor-learner split (IMPALA, Espeholt et al. 2018;
+Sebulba), nothing else of the agent's math changes.
 
 Replay ratio. The learner counts the env-step batches it consumes, not wall time:
 batch `i` (all `num_envs` envs stepped once) is observed, then, when
@@ -69,6 +78,30 @@ from jaxrl57.runners.envpool_loop import EnvPoolDriver
 _POLL_S = 0.05  # how often a blocked thread looks at the other thread's health
 
 
+class _ParamStore:
+    """The actor's parameters by version (learner batches consumed), shared by the threads."""
+
+    def __init__(self, initial):
+        self._cond = threading.Condition()
+        self._views = {0: initial}
+
+    def publish(self, version: int, view, keep_from: int) -> None:
+        with self._cond:
+            self._views[version] = view
+            for v in [v for v in self._views if v < keep_from]:
+                del self._views[v]
+            self._cond.notify_all()
+
+    def get(self, version: int, stop: threading.Event):
+        """The view of `version`, waiting for it; None once `stop` is set."""
+        with self._cond:
+            while version not in self._views:
+                if stop.is_set():
+                    return None
+                self._cond.wait(_POLL_S)
+            return self._views[version]
+
+
 class ActorError(RuntimeError):
     """The actor thread failed; the original exception is the `__cause__`."""
 
@@ -98,7 +131,8 @@ class PipelineDriver(EnvPoolDriver):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._published = None  # the actor's parameters: read by the actor, set by the learner
+        self._params: _ParamStore | None = None  # the actor's parameters, by version
+        self._consumed = 0  # batches consumed since the actor started: the params' version
         self._warm = False
         self.updates_done = 0  # updates run by this driver (for tests and benchmarks)
         self.batches_consumed = 0
@@ -109,7 +143,8 @@ class PipelineDriver(EnvPoolDriver):
         self._stop.clear()
         self._error = None
         self._queue = queue.Queue(maxsize=self.run.queue_size)
-        self._published = self._view(self.state["agent"])
+        self._params = _ParamStore(self._view(self.state["agent"]))
+        self._consumed = 0
         actor_key = jax.random.fold_in(self.state["key"], 0x5EB)  # apart from the learner's
         self._thread = threading.Thread(target=self._actor_main, args=(actor_key,),
                                         name="jaxrl57-actor", daemon=True)
@@ -137,13 +172,18 @@ class PipelineDriver(EnvPoolDriver):
         envs, `((obs, actions, reward, terminated, truncated, final_obs), EpisodeStats)`,
         the arrays on the device, acting with the last published parameters."""
         envs = self.envs
-        if self._published is None:
-            self._published = self._view(self.state["agent"])
+        if self._params is None:
+            self._params = _ParamStore(self._view(self.state["agent"]))
+        lag, every = self.run.actor_lag, self.run.actor_refresh
         obs = jax.device_put(envs.reset())
         envs.pop_episode_stats()
         t = 0
         while True:
-            actions = self._act_view(self._published, obs, key, t)
+            params = self._params.get(0 if t < lag else (t - lag) // every * every,
+                                      self._stop)
+            if params is None:  # stopped while waiting for the learner
+                return
+            actions = self._act_view(params, obs, key, t)
             out = envs.step(np.asarray(actions))
             next_obs = jax.device_put(out.obs)
             # The adapter returns `obs` itself as `final_obs` when no env ended.
@@ -207,8 +247,12 @@ class PipelineDriver(EnvPoolDriver):
                         metric_log.append(metrics)
                     self.updates_done += run.updates_per_train
             self.batches_consumed += 1
-            if self.batches_consumed % run.actor_refresh == 0:
-                self._published = self._view(agent_state)
+            self._consumed += 1
+            if self._consumed % run.actor_refresh == 0:
+                # The actor's next batches need this version or later ones.
+                oldest = max(self._consumed - run.actor_lag, 0)
+                self._params.publish(self._consumed, self._view(agent_state),
+                                     oldest // run.actor_refresh * run.actor_refresh)
         key, eval_key = jax.random.split(key)
         row += 1
         self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
