@@ -167,10 +167,12 @@ class PipelineDriver(EnvPoolDriver):
             if self._stop.is_set():
                 return
 
-    def actor_batches(self, key):
+    def actor_batches(self, key, follow_learner: bool = True):
         """The actor's loop as a generator (fresh episodes): one item per step of all
         envs, `((obs, actions, reward, terminated, truncated, final_obs), EpisodeStats)`,
-        the arrays on the device, acting with the last published parameters."""
+        the arrays on the device. Acts on batch `t` with the parameters of learner batch
+        `t - actor_lag` (waiting for them), or, without `follow_learner`, always with
+        those the actor started with (acting alone, as a benchmark does)."""
         envs = self.envs
         if self._params is None:
             self._params = _ParamStore(self._view(self.state["agent"]))
@@ -179,8 +181,8 @@ class PipelineDriver(EnvPoolDriver):
         envs.pop_episode_stats()
         t = 0
         while True:
-            params = self._params.get(0 if t < lag else (t - lag) // every * every,
-                                      self._stop)
+            version = 0 if t < lag or not follow_learner else (t - lag) // every * every
+            params = self._params.get(version, self._stop)
             if params is None:  # stopped while waiting for the learner
                 return
             actions = self._act_view(params, obs, key, t)
