@@ -155,3 +155,39 @@ def test_async_dqn_learns_cartpole():
     evals = [r["eval_return"] for r in rows if not np.isnan(r["eval_return"])]
     assert max(evals) >= 150.0, evals
     assert rows[-1]["episode_return"] >= 60.0, rows
+
+
+def test_resume_from_state_continues_the_count():
+    s = _settings(240, learning_starts=16)
+    d = _driver(s)
+    try:
+        first = d.run_row()[0]
+        saved = jax.device_get(d.get_state())
+    finally:
+        d.close()
+    e = _driver(s, seed=0)
+    try:
+        e.set_state(saved)
+        second = e.run_row()[0]
+    finally:
+        e.close()
+    run = s.run_config
+    assert second["env_steps"] == 2 * run.steps_per_row == 2 * first["env_steps"]
+    assert second["updates"] > first["updates"]
+    assert not _actor_threads()
+
+
+@pytest.mark.parametrize("agent, env, setting, needle", [
+    ("dqn", "jax:Catch", "pipeline=async", "pipeline=async"),
+    ("r2d2", "CartPole-v1", "pipeline=async", "pipeline=async"),
+    ("dqn", "CartPole-v1", "pipeline=fast", "pipeline must be sync or async"),
+])
+def test_cli_rejects_async_where_it_cannot_run(tmp_path, capsys, agent, env, setting, needle):
+    if not env.startswith("jax:"):
+        pytest.importorskip("envpool")
+    from jaxrl57.cli import main
+
+    rc = main(["train", agent, "--env", env, "--set", setting, "--out", str(tmp_path),
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err, err
