@@ -84,9 +84,21 @@ def run_training(args, start_time: float) -> int:
             k: v for k, v in vars(args).items() if k not in ("resume", "no_progress")})
 
     if envs.is_jax_env(args.env):
+        if base.run_config.pipeline != "sync":
+            _fail(f"pipeline={base.run_config.pipeline} drives EnvPool envs; {args.env} runs "
+                  f"on the device (drop --set pipeline=...)")
         from jaxrl57.runners.driver import JaxDriver as Driver
     else:
-        from jaxrl57.runners.envpool_loop import EnvPoolDriver as Driver
+        if base.run_config.pipeline == "async":
+            if base.family.name != "dqn":
+                _fail(f"pipeline=async trains DQN-family agents; {args.agent} is recurrent "
+                      f"(use pipeline=sync)")
+            if len(seeds) > 1:
+                _fail("--seeds/--sweep with pipeline=async are not supported yet; "
+                      "use pipeline=sync")
+            from jaxrl57.runners.pipeline import PipelineDriver as Driver
+        else:
+            from jaxrl57.runners.envpool_loop import EnvPoolDriver as Driver
     try:
         driver = Driver(args.env, base, [s.hparams for s in member_settings], seeds,
                         env_kwargs=env_kwargs)
@@ -106,7 +118,13 @@ def run_training(args, start_time: float) -> int:
         driver.set_state(state)
         rows = meta["rows"]
         prior_wall = meta.get("wall_s", 0.0)
-    return _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, start_time)
+    try:
+        return _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall,
+                     start_time)
+    finally:
+        close = getattr(driver, "close", None)  # the async pipeline's actor thread
+        if close is not None:
+            close()
 
 
 def _parse_sets(items):

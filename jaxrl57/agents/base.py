@@ -10,6 +10,7 @@ An agent is a bundle of pure functions built from a static config and an
     state = agent.observe(state, obs, actions, reward, terminated, truncated, next_obs)
     state, metrics = agent.update(state, key)              # one gradient step
     ready = agent.can_update(state)                        # bool array: replay warm?
+    light = agent.actor_view(state)                        # what `act` reads (optional)
 
 `update` is a no-op (returning `metrics["updated"] == 0`) until `can_update`;
 it masks rather than branches, so runners call it unconditionally and no
@@ -71,6 +72,11 @@ class Agent(NamedTuple):
     metric_names: tuple[str, ...]
     eval_actor: EvalActor | None = None  # None: stateless_eval_actor(act_eval)
     recurrent: bool = False  # `act` changes the state (the actors' recurrent state)
+    # What `act` reads, as a state `act` accepts and acts on exactly as on the full
+    # one (DQN: the replay, n-step window, optimizer state and target params become
+    # None). The asynchronous pipeline gives its actor thread a copy of this instead
+    # of the whole state, whose replay the learner owns. None: not available.
+    actor_view: Callable[[AgentState], AgentState] | None = None
 
     def evaluation_actor(self) -> EvalActor:
         return self.eval_actor or stateless_eval_actor(self.act_eval)

@@ -292,6 +292,11 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
             return jnp.argmax(q, axis=-1).astype(jnp.int32), state
         return exploration.epsilon_greedy(key, q, epsilon(state)), state
 
+    def actor_view(state: DQNState) -> DQNState:
+        # `act` reads params, hparams and env_steps (epsilon); the rest is the
+        # learner's, and the replay is most of the memory of a run.
+        return state._replace(target_params=None, opt_state=None, replay=None, nstep=None)
+
     def act_eval(state: DQNState, obs, key):
         q_key, key = jax.random.split(key)
         q = q_values(state.params, obs, q_key, state.hparams, deterministic=True)
@@ -431,7 +436,8 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
 
     return Agent(init=init, act=act, act_eval=act_eval, observe=observe, update=update,
                  can_update=can_update,
-                 metric_names=("loss", "q_mean", "td_abs", "grad_norm", "updated"))
+                 metric_names=("loss", "q_mean", "td_abs", "grad_norm", "updated"),
+                 actor_view=actor_view)
 
 
 # Named presets: (static config fields, traced hyperparameters). The Atari

@@ -95,7 +95,7 @@ class EnvPoolDriver:
         return x.reshape((self.num_members, -1) + x.shape[1:])
 
     def run_row(self) -> list[dict]:
-        run, K = self.run, self.num_members
+        run = self.run
         agent_state, key = self.state["agent"], self.state["key"]
         row = int(self.state["row"])
         metric_log = []  # device arrays; read once at the end of the row
@@ -120,7 +120,13 @@ class EnvPoolDriver:
         key, eval_key = jax.vmap(jax.random.split, out_axes=1)(key)
         row += 1
         self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
-        stats = self.envs.pop_episode_stats()
+        return self._row_results(row, self.envs.pop_episode_stats(), metric_log, eval_key)
+
+    def _row_results(self, row: int, stats, metric_log: list, eval_key) -> list[dict]:
+        """The K rows of the log after row `row`: the episodes of `stats` by member
+        (env ids), the mean of the logged update metrics, an evaluation if due."""
+        run, K = self.run, self.num_members
+        agent_state = self.state["agent"]
         member_of_episode = stats.env_ids // run.num_envs
         is_eval_row = row % run.eval_every_rows == 0 or row == run.num_rows
         eval_returns = self.evaluate(eval_key) if is_eval_row else np.full(K, np.nan)

@@ -45,6 +45,12 @@ class RunConfig:
     eval_episodes: int = 10
     eval_every_rows: int = 1  # EnvPool loop only; on device every row is evaluated
     eval_max_steps: int = 0  # cap on an evaluation episode; 0: the env's max_episode_steps
+    # EnvPool loop only: "sync" (act, step, learn in turn) or "async" (an actor
+    # thread steps the envs while the learner updates; `runners.pipeline`).
+    pipeline: str = "sync"
+    queue_size: int = 2  # async: env-step batches the actor may run ahead of the learner
+    actor_refresh: int = 1  # async: learner batches between refreshes of the actor's params
+    actor_lag: int = 2  # async: the actor acts on batch t with the params of batch t - lag
 
     @property
     def phases_per_row(self) -> int:
@@ -64,8 +70,11 @@ class RunConfig:
     def validate(self) -> None:
         if self.eval_max_steps < 0:
             raise ValueError(f"eval_max_steps must be >= 0, got {self.eval_max_steps}")
+        if self.pipeline not in ("sync", "async"):
+            raise ValueError(f"pipeline must be sync or async, not {self.pipeline!r}")
         for name in ("total_steps", "num_envs", "train_every", "updates_per_train", "num_rows",
-                     "eval_episodes", "eval_every_rows"):
+                     "eval_episodes", "eval_every_rows", "queue_size", "actor_refresh",
+                     "actor_lag"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 

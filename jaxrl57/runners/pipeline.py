@@ -1,0 +1,279 @@
+"""The asynchronous EnvPool pipeline: an actor thread steps the envs while the learner updates.
+
+The Sebulba design of Hessel et al. 2021 ("Podracer architectures for scalable
+reinforcement learning", sec. 3.2) on one host: an actor thread acts on a batch of
+observations (one jitted call), steps the C++ envs with the actions (EnvPool's own
+threads do the stepping, the GIL is released) and puts the batch of transitions in a
+bounded queue; the learner (the thread that calls `run_row`) takes batches from the
+queue, writes them into replay with `agent.observe` and runs the updates they are due.
+The two overlap: while the learner's update runs on the accelerator (JAX releases the
+GIL while it executes), the actor acts and steps the next batches.
+
+Ownership. The agent state holds the replay, so only the learner owns it. The actor
+acts on a copy of `agent.actor_view(state)` (what `act` reads: params, hyperparameters,
+env-step counter; no replay) that the learner publishes every `actor_refresh` batches
+it consumes. The copy is a new buffer (a jitted `jnp.copy`), so the learner can keep
+donating its state to `update` while the actor still reads the old parameters. The
+agent's functions are those of the other runners; only who calls them, and when,
+changes.
+
+Policy lag, fixed. Sebulba's actors take whatever parameters are newest, which makes a
+run depend on thread timing. Here the actor acts on env-step batch `t` with the
+parameters published after the learner consumed batch `t - actor_lag` (rounded down to
+a multiple of `actor_refresh`; the initial ones for `t < actor_lag`), waiting for them if
+need be. The lag is then the same in every run, and a run is reproducible from its seed
+like the synchronous loop's. `actor_lag = 1` leaves nothing to overlap (the actor would
+wait for the learner's last update before every batch); `actor_lag = 2` (default) lets
+the actor act and step batch `t` while the learner updates on batch `t - 1`. The epsilon
+of epsilon-greedy reads the env-step counter of the same copy, so it lags by as much:
+this is the policy lag of every actor-learner split (IMPALA, Espeholt et al. 2018;
+Sebulba), nothing else of the agent's math changes.
+
+Replay ratio. The learner counts the env-step batches it consumes, not wall time:
+batch `i` (all `num_envs` envs stepped once) is observed, then, when
+`i % train_every == 0` and the replay is warm, `updates_per_train` updates run, the
+schedule of the synchronous loop (`runners.envpool_loop`). Updates per env step are
+therefore exactly `updates_per_train / (train_every * num_envs)` however fast the actor
+is; a fast actor waits on the bounded queue. Once `agent.can_update` has been true the
+learner stops asking (it would wait on the device for every phase); a warm replay stays
+warm, and `update` masks itself in any case.
+
+EnvPool mode. The actor uses the adapter of `envs.envpool_env` unchanged: EnvPool in
+sync mode with `batch_size == num_envs` (each `send`/`recv` steps every env once, and
+the adapter's reset step after an episode end gives clean transitions with `final_obs`
+and true episode statistics). Every batch therefore holds exactly one transition per
+env, in env-id order, which is what the n-step window of `agent.observe` needs (it is
+per env position). EnvPool's async mode (`batch_size < num_envs`) was not taken: its
+`recv` returns whichever envs finished first, so feeding `observe` would need per-env
+queues re-assembled into full batches, and fast envs can run ahead of slow ones without
+bound (Atari resets cost up to 30 no-op frames); the overlap it buys (acting on one
+half while the other steps) matters only when acting costs as much as stepping, while
+what bounds training here is the learner (`benchmarks/envpool_pipeline.py`).
+
+Host/device boundary: each observation crosses to the device once (`device_put` in the
+actor); acting, and the learner's `observe`, use that device copy. Episode statistics
+travel with the batch they ended in, so a row's statistics are those of the env steps
+the row consumed.
+
+Threads: an exception in the actor ends it and is raised again in the learner (as the
+`__cause__` of a `RuntimeError`); an exception in the learner stops the actor. `close()`
+stops and joins it; the thread is a daemon, so an interpreter exit never waits on it.
+
+Resume: as for the synchronous loop, the agent state, RNG key and row are checkpointed
+and a resumed run starts fresh episodes; batches the actor had queued but the learner
+had not consumed are dropped (they were never counted as env steps).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl57.envs.envpool_env import EpisodeStats
+from jaxrl57.runners.envpool_loop import EnvPoolDriver
+
+_POLL_S = 0.05  # how often a blocked thread looks at the other thread's health
+
+
+class _ParamStore:
+    """The actor's parameters by version (learner batches consumed), shared by the threads."""
+
+    def __init__(self, initial):
+        self._cond = threading.Condition()
+        self._views = {0: initial}
+
+    def publish(self, version: int, view, keep_from: int) -> None:
+        with self._cond:
+            self._views[version] = view
+            for v in [v for v in self._views if v < keep_from]:
+                del self._views[v]
+            self._cond.notify_all()
+
+    def get(self, version: int, stop: threading.Event):
+        """The view of `version`, waiting for it; None once `stop` is set."""
+        with self._cond:
+            while version not in self._views:
+                if stop.is_set():
+                    return None
+                self._cond.wait(_POLL_S)
+            return self._views[version]
+
+
+class ActorError(RuntimeError):
+    """The actor thread failed; the original exception is the `__cause__`."""
+
+
+class PipelineDriver(EnvPoolDriver):
+    """One member trained by the asynchronous actor/learner pipeline (module docstring).
+
+    Same interface as `EnvPoolDriver`: `run_row`, `get_state`, `set_state`,
+    `state_template`, plus `close()`.
+    """
+
+    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int],
+                 env_kwargs: dict | None = None):
+        super().__init__(env_id, settings, member_hparams, seeds, env_kwargs)
+        if self.agent.recurrent or self.agent.actor_view is None:
+            raise ValueError("the async pipeline needs a feed-forward agent with an "
+                             "`actor_view` (DQN family); use pipeline=sync")
+        if self.num_members != 1:
+            raise ValueError("the async pipeline trains one member; use pipeline=sync for "
+                             "--seeds/--sweep")
+        agent = self.agent
+        # A copy, not a view: the learner donates its state to `update`.
+        # Arrays carry the driver's leading member axis (of size 1 here).
+        self._view = jax.jit(
+            lambda s: jax.tree.map(jnp.copy, jax.vmap(agent.actor_view)(s)))
+
+        def act(view, obs, key, t):
+            return jax.vmap(lambda v, o, k: agent.act(v, o, jax.random.fold_in(k, t))[0])(
+                view, obs, key)
+
+        self._act_view = jax.jit(act)
+        self._queue: queue.Queue = queue.Queue(maxsize=self.run.queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._params: _ParamStore | None = None  # the actor's parameters, by version
+        self._consumed = 0  # batches consumed since the actor started: the params' version
+        self._warm = False
+        self.updates_done = 0  # updates run by this driver (for tests and benchmarks)
+        self.batches_consumed = 0
+
+    # ------------------------------------------------------------------ actor thread
+
+    def _start_actor(self) -> None:
+        self._stop.clear()
+        self._error = None
+        self._queue = queue.Queue(maxsize=self.run.queue_size)
+        self._params = _ParamStore(self._view(self.state["agent"]))
+        self._consumed = 0
+        # Apart from the learner's stream.
+        actor_key = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EB))(self.state["key"])
+        self._thread = threading.Thread(target=self._actor_main, args=(actor_key,),
+                                        name="jaxrl57-actor", daemon=True)
+        self._thread.start()
+
+    def _actor_main(self, key) -> None:
+        try:
+            self._actor_loop(key)
+        except BaseException as e:  # noqa: BLE001 - handed to the learner, which raises it
+            self._error = e
+
+    def _actor_loop(self, key) -> None:
+        for item in self.actor_batches(key):
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=_POLL_S)
+                    break
+                except queue.Full:
+                    pass
+            if self._stop.is_set():
+                return
+
+    def actor_batches(self, key, follow_learner: bool = True):
+        """The actor's loop as a generator (fresh episodes): one item per step of all
+        envs, `((obs, actions, reward, terminated, truncated, final_obs), EpisodeStats)`,
+        the arrays on the device. Acts on batch `t` with the parameters of learner batch
+        `t - actor_lag` (waiting for them), or, without `follow_learner`, always with
+        those the actor started with (acting alone, as a benchmark does)."""
+        envs = self.envs
+        if self._params is None:
+            self._params = _ParamStore(self._view(self.state["agent"]))
+        lag, every = self.run.actor_lag, self.run.actor_refresh
+        obs = jax.device_put(self._members(envs.reset()))
+        envs.pop_episode_stats()
+        t = 0
+        while True:
+            version = 0 if t < lag or not follow_learner else (t - lag) // every * every
+            params = self._params.get(version, self._stop)
+            if params is None:  # stopped while waiting for the learner
+                return
+            actions = self._act_view(params, obs, key, t)
+            host_actions = np.asarray(actions)
+            out = envs.step(host_actions.reshape((-1,) + host_actions.shape[2:]))
+            m = self._members
+            next_obs = jax.device_put(m(out.obs))
+            # The adapter returns `obs` itself as `final_obs` when no env ended.
+            final_obs = (next_obs if out.final_obs is out.obs
+                         else jax.device_put(m(out.final_obs)))
+            reward, terminated, truncated = jax.device_put(
+                (m(out.reward), m(out.terminated), m(out.truncated)))
+            yield ((obs, actions, reward, terminated, truncated, final_obs),
+                   envs.pop_episode_stats())
+            obs = next_obs
+            t += 1
+
+    def _next_batch(self):
+        while True:
+            try:
+                return self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                alive = self._thread is not None and self._thread.is_alive()
+                # Read after `alive`: the actor records its error before it ends.
+                if self._error is not None:
+                    raise ActorError(f"the actor thread failed: {self._error!r}") \
+                        from self._error
+                if not alive:
+                    raise ActorError("the actor thread ended without a batch") from None
+
+    def close(self) -> None:
+        """Stops the actor thread and waits for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30.0)
+            self._thread = None
+
+    # ------------------------------------------------------------------ learner
+
+    def run_row(self) -> list[dict]:
+        if self._thread is None:
+            self._start_actor()
+        try:
+            return self._learn_row()
+        except BaseException:
+            self.close()
+            raise
+
+    def _learn_row(self) -> list[dict]:
+        run = self.run
+        agent_state, key = self.state["agent"], self.state["key"]
+        row = int(self.state["row"])
+        metric_log = []
+        all_stats = []
+        split2 = jax.vmap(jax.random.split, out_axes=1)
+        for i in range(run.iterations_per_row):
+            batch, stats = self._next_batch()
+            all_stats.append(stats)
+            key, train_key = split2(key)
+            agent_state = self._observe(agent_state, *batch)
+            if (row * run.iterations_per_row + i) % run.train_every == 0:
+                if not self._warm:
+                    self._warm = bool(self._can_update(agent_state))
+                if self._warm:
+                    for update_keys in self._split_updates(train_key):
+                        agent_state, metrics = self._update(agent_state, update_keys)
+                        metric_log.append(metrics)
+                    self.updates_done += run.updates_per_train
+            self.batches_consumed += 1
+            self._consumed += 1
+            if self._consumed % run.actor_refresh == 0:
+                # The actor's next batches need this version or later ones.
+                oldest = max(self._consumed - run.actor_lag, 0)
+                self._params.publish(self._consumed, self._view(agent_state),
+                                     oldest // run.actor_refresh * run.actor_refresh)
+        key, eval_key = split2(key)
+        row += 1
+        self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
+        stats = EpisodeStats(*(np.concatenate(parts) for parts in zip(*all_stats, strict=True)))
+        return self._row_results(row, stats, metric_log, eval_key)
+
+    def set_state(self, state) -> None:
+        # The actor's queued batches belong to the replaced run: drop them, start over.
+        self.close()
+        self._warm = False
+        super().set_state(state)
