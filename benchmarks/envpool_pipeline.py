@@ -85,7 +85,7 @@ def bench_raw(env_id: str, num_envs: int, threads: int, steps: int) -> dict:
 def bench_acting(env_id, num_envs, threads, steps, torso, hidden) -> dict:
     s = settings(env_id, num_envs, threads, 1000, 1000, torso=torso, hidden_sizes=hidden)
     driver = PipelineDriver(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
-    batches = driver.actor_batches(jax.random.PRNGKey(1), follow_learner=False)
+    batches = driver.actor_batches(jax.random.PRNGKey(1)[None], follow_learner=False)
     for _ in range(10):  # compile + warm-up
         jax.block_until_ready(next(batches)[0])
     iters = max(1, steps // num_envs)
@@ -102,17 +102,20 @@ def bench_acting(env_id, num_envs, threads, steps, torso, hidden) -> dict:
 def bench_learner(env_id, num_envs, threads, replay, reps, scan) -> dict:
     s = settings(env_id, num_envs, threads, replay, 1000)
     driver = EnvPoolDriver(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
-    agent, state = driver.agent, driver.state["agent"]
+    # The driver's state has a leading member axis (one member here): time the
+    # agent's own functions on member 0.
+    agent = driver.agent
+    state = jax.tree.map(lambda x: x[0], driver.state["agent"])
     # Fill the replay past learning_starts with random transitions.
     obs_shape = driver.envs.spec.obs_shape
     rng = np.random.default_rng(0)
-    observe = driver._observe
+    observe = jax.jit(agent.observe, donate_argnums=0)
     for _ in range(max(1, 256 // num_envs)):
         o = jnp.asarray(rng.integers(0, 255, (num_envs, *obs_shape), np.uint8))
         state = observe(state, o, jnp.zeros(num_envs, jnp.int32), jnp.ones(num_envs),
                         jnp.zeros(num_envs, bool), jnp.zeros(num_envs, bool), o)
     assert bool(agent.can_update(state))
-    update = driver._update
+    update = jax.jit(agent.update, donate_argnums=0)
     keys = jax.random.split(jax.random.PRNGKey(0), reps + 3)
     for k in keys[:3]:
         state, m = jax.block_until_ready(update(state, k))
@@ -142,11 +145,11 @@ def bench_learner(env_id, num_envs, threads, replay, reps, scan) -> dict:
 def _time_updates(driver, n: int) -> float:
     """Median seconds of one update on the driver's own (warm) state, blocking on each."""
     state, key = driver.state["agent"], jax.random.PRNGKey(7)
-    state, _ = jax.block_until_ready(driver._update(state, key))
+    state, _ = jax.block_until_ready(driver._update(state, key[None]))
     times = []
     for i in range(n):
         t0 = time.perf_counter()
-        state, _ = jax.block_until_ready(driver._update(state, key + i))
+        state, _ = jax.block_until_ready(driver._update(state, (key + i)[None]))
         times.append(time.perf_counter() - t0)
     driver.state = dict(driver.state, agent=state)
     return statistics.median(times)
@@ -162,12 +165,12 @@ def bench_training(driver_cls, env_id, num_envs, threads, replay, steps_per_row,
     # The machine's speed drifts: the update is timed again right before and after the
     # training rows, on the driver's own state, for a bound measured alongside.
     t_before = _time_updates(driver, reps)
-    updates0 = int(driver.state["agent"].updates)
+    updates0 = int(driver.state["agent"].updates[0])
     t0 = time.perf_counter()
     for _ in range(rows):
         driver.run_row()  # reads the row's metrics to the host: blocks on the updates
     dt = time.perf_counter() - t0
-    updates = int(driver.state["agent"].updates) - updates0
+    updates = int(driver.state["agent"].updates[0]) - updates0
     t_after = _time_updates(driver, reps)
     close = getattr(driver, "close", None)
     if close:
@@ -190,6 +193,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="fewer steps (about 2-3 minutes)")
     p.add_argument("--scan", type=int, default=4, help="updates per call in (c)'s scan")
     p.add_argument("--only", default="abcd")
+    p.add_argument("--row-steps", type=int, default=0,
+                   help="env steps per timed training row in (d) (0: 256, or 96 with --quick)")
+    p.add_argument("--rows", type=int, default=0, help="timed training rows in (d)")
     p.add_argument("--json", default=os.path.join("benchmarks", "results",
                                                   "envpool_pipeline.json"))
     a = p.parse_args()
@@ -197,6 +203,7 @@ def main() -> int:
     threads = a.threads or min(E, os.cpu_count() or 1)
     raw_steps, act_steps, reps = (2000, 800, 8) if a.quick else (8000, 3000, 20)
     row_steps, rows = (96, 2) if a.quick else (256, 3)
+    row_steps, rows = a.row_steps or row_steps, a.rows or rows
 
     command = " ".join([os.path.basename(sys.executable), *sys.argv])
     print(f"command: {command}")
