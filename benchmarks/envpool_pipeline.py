@@ -156,8 +156,9 @@ def _time_updates(driver, n: int) -> float:
 
 
 def bench_training(driver_cls, env_id, num_envs, threads, replay, steps_per_row, rows,
-                   pipeline, reps) -> dict:
-    s = settings(env_id, num_envs, threads, replay, steps_per_row, pipeline=pipeline)
+                   pipeline, reps, **overrides) -> dict:
+    s = settings(env_id, num_envs, threads, replay, steps_per_row, pipeline=pipeline,
+                 **overrides)
     driver = driver_cls(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
     t0 = time.perf_counter()
     driver.run_row()  # compile, replay warm-up
@@ -196,6 +197,8 @@ def main() -> int:
     p.add_argument("--row-steps", type=int, default=0,
                    help="env steps per timed training row in (d) (0: 256, or 96 with --quick)")
     p.add_argument("--rows", type=int, default=0, help="timed training rows in (d)")
+    p.add_argument("--scan-updates", action="store_true",
+                   help="(d): each batch's updates as one lax.scan (RunConfig.scan_updates)")
     p.add_argument("--json", default=os.path.join("benchmarks", "results",
                                                   "envpool_pipeline.json"))
     a = p.parse_args()
@@ -222,10 +225,11 @@ def main() -> int:
     if "c" in a.only:
         res["learner"] = bench_learner(a.env, E, threads, a.replay, reps, a.scan)
     if "d" in a.only:
+        extra = {"scan_updates": "1"} if a.scan_updates else {}
         res["train_async"] = bench_training(PipelineDriver, a.env, E, threads, a.replay,
-                                            row_steps, rows, "async", reps)
+                                            row_steps, rows, "async", reps, **extra)
         res["train_sync"] = bench_training(EnvPoolDriver, a.env, E, threads, a.replay,
-                                           row_steps, rows, "sync", reps)
+                                           row_steps, rows, "sync", reps, **extra)
     # A second raw measurement after (b): the machine's speed drifts, and the ratio in
     # (b) is taken to the faster of the two (the conservative choice).
     if "a" in a.only and "b" in a.only:

@@ -68,3 +68,17 @@ def test_atari_runs_log_human_normalized_eval():
     assert _atari_game("Breakout-v5") == "Breakout"
     assert human_normalized_score(_atari_game("Pong-v5"), 14.6) == pytest.approx(1.0, abs=1e-3)
     assert _atari_game("CartPole-v1") is None and _atari_game("jax:Catch") is None
+
+
+def test_scanned_updates_match_one_call_per_update():
+    """`scan_updates` runs a phase's updates as one lax.scan: same keys, same updates."""
+    out = []
+    for scan in ("0", "1"):
+        s = configs.resolve("dqn", "CartPole-v1", dict(SMALL, scan_updates=scan,
+                                                       updates_per_train="3"))
+        d = EnvPoolDriver("CartPole-v1", s, [s.hparams], [5])
+        out.append([d.run_row()[0] for _ in range(2)][-1])
+    loop, scanned = out
+    assert scanned["updates"] == loop["updates"] > 0
+    for k in ("loss", "q_mean", "grad_norm"):
+        np.testing.assert_allclose(scanned[k], loop[k], rtol=1e-4)

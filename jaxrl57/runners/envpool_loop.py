@@ -86,9 +86,25 @@ class EnvPoolDriver:
             lambda state, keys: jax.vmap(agent.update)(state, keys), donate_argnums=0)
         self._split_updates = jax.jit(
             jax.vmap(lambda k: jax.random.split(k, self.run.updates_per_train), out_axes=1))
+        self._update_scan = jax.jit(
+            lambda state, keys: jax.lax.scan(jax.vmap(agent.update), state, keys),
+            donate_argnums=0)
         # The host skips the (masked, but still computed) updates of the warm-up.
         self._can_update = jax.jit(lambda state: jnp.any(jax.vmap(agent.can_update)(state)))
         self.obs = self.envs.reset()
+
+    def _train_phase(self, agent_state, train_key, metric_log: list):
+        """`updates_per_train` updates of every member; their metrics (device
+        arrays, [K] or [updates, K]) are appended to `metric_log`."""
+        keys = self._split_updates(train_key)  # [updates, K, 2]
+        if self.run.scan_updates:
+            agent_state, metrics = self._update_scan(agent_state, keys)
+            metric_log.append(metrics)
+            return agent_state
+        for update_keys in keys:
+            agent_state, metrics = self._update(agent_state, update_keys)
+            metric_log.append(metrics)
+        return agent_state
 
     def _members(self, x):
         """[K * n, ...] host array -> [K, n, ...]."""
@@ -114,9 +130,7 @@ class EnvPoolDriver:
             self.obs = out.obs
             if ((row * run.iterations_per_row + i) % run.train_every == 0
                     and bool(self._can_update(agent_state))):
-                for update_keys in self._split_updates(train_key):
-                    agent_state, metrics = self._update(agent_state, update_keys)
-                    metric_log.append(metrics)
+                agent_state = self._train_phase(agent_state, train_key, metric_log)
         key, eval_key = jax.vmap(jax.random.split, out_axes=1)(key)
         row += 1
         self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
@@ -144,9 +158,9 @@ class EnvPoolDriver:
                 "episodes": int(len(returns)),
                 "eval_return": float(eval_returns[m]),
             }
-            done = sum(float(lg["updated"][m]) for lg in logged)
+            done = sum(float(np.sum(lg["updated"][..., m])) for lg in logged)
             for k in self.metric_names:
-                total = sum(float(lg[k][m]) for lg in logged)
+                total = sum(float(np.sum(lg[k][..., m])) for lg in logged)
                 result[k] = total / done if done else np.nan
             results.append(result)
         return results

@@ -51,6 +51,10 @@ class RunConfig:
     queue_size: int = 2  # async: env-step batches the actor may run ahead of the learner
     actor_refresh: int = 1  # async: learner batches between refreshes of the actor's params
     actor_lag: int = 2  # async: the actor acts on batch t with the params of batch t - lag
+    # EnvPool loops: run a training phase's updates as one jitted lax.scan instead
+    # of one call each. Faster on a GPU (H100, Nature CNN: 0.6 against 1.2 ms per
+    # update); on a CPU XLA copies the replay through the scan (303 against 30 ms).
+    scan_updates: bool = False
 
     @property
     def phases_per_row(self) -> int:

@@ -255,9 +255,7 @@ class PipelineDriver(EnvPoolDriver):
                 if not self._warm:
                     self._warm = bool(self._can_update(agent_state))
                 if self._warm:
-                    for update_keys in self._split_updates(train_key):
-                        agent_state, metrics = self._update(agent_state, update_keys)
-                        metric_log.append(metrics)
+                    agent_state = self._train_phase(agent_state, train_key, metric_log)
                     self.updates_done += run.updates_per_train
             self.batches_consumed += 1
             self._consumed += 1
