@@ -28,7 +28,6 @@ update. Runs on CPU or an accelerator (it prints `jax.devices()`); EnvPool is ne
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -38,6 +37,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import command_line, write_results
 
 from jaxrl57 import configs
 from jaxrl57.envs.envpool_env import envpool_kwargs
@@ -208,7 +208,7 @@ def main() -> int:
     row_steps, rows = (96, 2) if a.quick else (256, 3)
     row_steps, rows = a.row_steps or row_steps, a.rows or rows
 
-    command = " ".join([os.path.basename(sys.executable), *sys.argv])
+    command = command_line()
     print(f"command: {command}")
     print(f"jax.devices(): {jax.devices()}  jax {jax.__version__}  cpus {os.cpu_count()}")
     dev = jax.devices()[0]
@@ -287,10 +287,7 @@ def main() -> int:
               f"{res['shared_cpu_ceiling']:>10.3f}  learner {1e3 * t_learn:.1f} ms / (learner "
               f"+ acting-only loop {1e3 * t_act:.1f} ms) per batch")
     print(f"total {res['total_s']:.1f} s")
-    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump(res, f, indent=2)
-    print(f"wrote {a.json}")
+    write_results(res, a.json)
     return 0
 
 

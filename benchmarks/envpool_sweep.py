@@ -21,13 +21,13 @@ of one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
 
 import jax
+from _common import command_line, write_results
 
 from jaxrl57 import configs
 from jaxrl57.runners.envpool_loop import EnvPoolDriver
@@ -75,7 +75,7 @@ def main() -> int:
     seq_time = sum(seq_times)
     steps = a.rows * s.run_config.steps_per_row
     res = {
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "command": command_line(),
         "device": f"{jax.devices()[0].platform} {jax.devices()[0].device_kind}",
         "jax": jax.__version__, "python": platform.python_version(), "env": a.env,
         "members": K, "env_steps_per_member": steps, "num_envs_per_member":
@@ -94,10 +94,7 @@ def main() -> int:
     print(f"{'folded (one K-member run)':<34} {fold_time:>9.2f} {K * steps / fold_time:>18.0f}")
     print(f"speedup sequential / folded: {res['speedup']:.2f} (goal >= 2.5 for 4 members)")
     print(f"setup incl. compile: sequential {seq_setup:.1f} s, folded {fold_setup:.1f} s")
-    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump(res, f, indent=2)
-    print(f"wrote {a.json}")
+    write_results(res, a.json)
     return 0
 
 

@@ -16,12 +16,13 @@ tasks with the same budget (`--steps`): masked CartPole (threshold 400) and Memo
 
 from __future__ import annotations
 
+from _common import command_line, write_results
+
 from jaxrl57.runners.devices import expose_host_cores
 
 expose_host_cores()  # as the command line does, before JAX starts
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -72,7 +73,7 @@ def main() -> int:
                                                   "presets_learning.json"))
     a = p.parse_args()
     overrides = dict(item.split("=", 1) for item in a.set)
-    command = " ".join([os.path.basename(sys.executable), *sys.argv])
+    command = command_line()
     print(f"command: {command}\njax {jax.__version__}, devices {jax.devices()}")
     results = {"command": command, "jax": jax.__version__, "runs": []}
     print(f"{'preset':<10} {'env':<16} {'final >= thr':>12} {'median steps to thr':>20} "
@@ -85,10 +86,7 @@ def main() -> int:
             print(f"{preset:<10} {env_id:<16} {r['final_solved']:>9}/{a.seeds:<2} "
                   f"{str(r['median_first_solved']):>20} {r['wall_s']:>8.1f}  {finals}",
                   flush=True)
-    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {a.json}")
+    write_results(results, a.json)
     return 0
 
 

@@ -18,7 +18,6 @@ GPUs also the datasheet float32 peak where the device is known.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -28,6 +27,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import command_line, write_results
 
 from jaxrl57 import configs
 from jaxrl57.agents.r2d2 import R2D2HParams, make_r2d2
@@ -114,7 +114,7 @@ def main() -> int:
     datasheet = next((v for k, v in DATASHEET_FP32.items() if k in dev.device_kind), None)
     achieved = flops / dt / 1e9
     res = {
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "command": command_line(),
         "device": f"{dev.platform} {dev.device_kind}", "jax": jax.__version__,
         "python": platform.python_version(), "batch_sequences": a.batch,
         "seq_len": cfg.seq_len, "burn_in": cfg.burn_in, "lstm": cfg.core_size,
@@ -138,10 +138,7 @@ def main() -> int:
     if datasheet:
         print(f"{'fraction of datasheet fp32 peak':<44} {res['fraction_of_datasheet']:>14.3f}")
     print(f"compile {compile_s:.1f} s")
-    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump(res, f, indent=2)
-    print(f"wrote {a.json}")
+    write_results(res, a.json)
     return 0
 
 

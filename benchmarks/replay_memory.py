@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -28,6 +27,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import command_line, write_results
 
 from jaxrl57.replay import (
     Transition,
@@ -119,7 +119,7 @@ def main() -> int:
     p.add_argument("--json", default=os.path.join("benchmarks", "results",
                                                   "replay_memory.json"))
     a = p.parse_args()
-    command = " ".join([os.path.basename(sys.executable), *sys.argv])
+    command = command_line()
     dev = jax.devices()[0]
     print(f"command: {command}")
     print(f"device: {dev.platform} {dev.device_kind}  jax {jax.__version__}")
@@ -156,10 +156,7 @@ def main() -> int:
     goal = results["goal_bytes_per_transition"]
     print(f"frame replay: {frames:,.1f} bytes per transition <= {goal:,.1f} (1.1 x 84 x 84): "
           f"{'yes' if frames <= goal else 'NO'}")
-    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {a.json}")
+    write_results(results, a.json)
     return 0
 
 

@@ -33,6 +33,8 @@ import statistics
 import sys
 import time
 
+from _common import command_line, write_results
+
 from jaxrl57.runners.devices import expose_host_cores
 
 expose_host_cores()  # as the command line does, before JAX starts
@@ -168,7 +170,7 @@ def main() -> int:
     a = p.parse_args()
     OVERRIDES.update(item.split("=", 1) for item in a.set)
 
-    command = " ".join([os.path.basename(sys.executable), *sys.argv])
+    command = command_line()
     dev = jax.devices()[0]
     print(f"command: {command}")
     print(f"device: {dev.platform} {dev.device_kind}  jax {jax.__version__}  "
@@ -227,10 +229,7 @@ def main() -> int:
         print(f"{f'    ratio = wall{k} / wall1':<46} {r['ratio']:>12.2f}  goal <= 3")
     print(f"total {results['total_s']:.1f} s (incl. compilation)")
 
-    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {a.json}")
+    write_results(results, a.json)
     return 0
 
 
