@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=1, metavar="ROWS",
                        help="write a checkpoint every ROWS log rows (default 1)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also write every metrics.csv value as TensorBoard scalars to "
+                            "OUT/tensorboard (needs tensorboardX: pip install "
+                            "'jaxrl57[tensorboard]')")
     report = sub.add_parser("report", help="aggregate training runs into a table and plots")
     report.error = parser.error  # type: ignore[method-assign]
     report.add_argument("dirs", nargs="+", metavar="DIR",

@@ -45,7 +45,7 @@ def run_training(args, start_time: float) -> int:
     if args.resume:
         saved = _load_args(args.resume)
         for k, v in saved.items():
-            if k not in ("resume", "no_progress", "checkpoint_every"):
+            if k not in ("resume", "no_progress", "checkpoint_every", "tensorboard"):
                 setattr(args, k, v)
         args.out = args.resume
     seeds, member_overrides = parse_members(args)
@@ -81,7 +81,8 @@ def run_training(args, start_time: float) -> int:
     os.makedirs(out, exist_ok=True)
     if not args.resume:
         reporting.write_json(os.path.join(out, "args.json"), {
-            k: v for k, v in vars(args).items() if k not in ("resume", "no_progress")})
+            k: v for k, v in vars(args).items()
+            if k not in ("resume", "no_progress", "tensorboard")})
 
     if envs.is_jax_env(args.env):
         if base.run_config.pipeline != "sync":
@@ -145,6 +146,28 @@ def _atari_game(env_id: str) -> str | None:
         return None
 
 
+def _tensorboard_writer(out: str):
+    """A TensorBoard event writer for OUT/tensorboard, or exit 2 without tensorboardX."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        _fail("--tensorboard needs tensorboardX: pip install 'jaxrl57[tensorboard]'")
+    return SummaryWriter(os.path.join(out, "tensorboard"))
+
+
+def _log_scalars(writer, rows: list[dict], header: list[str]) -> None:
+    """Each finite value of the rows as scalar `NAME/member_M` at step `env_steps`."""
+    for r in rows:
+        for name in header:
+            value = r.get(name)
+            if name in ("member", "seed", "env_steps") or value is None:
+                continue
+            if math.isfinite(float(value)):
+                writer.add_scalar(f"{name}/member_{r['member']}", float(value),
+                                  global_step=int(r["env_steps"]))
+    writer.flush()
+
+
 def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, start_time):
     run_cfg = base.run_config
     total_rows = run_cfg.num_rows
@@ -154,6 +177,7 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
               "eval_return", *(["eval_hns"] if game else []), "updates",
               *driver.metric_names, "sps", "wall_s"]
     ckpt_path = os.path.join(out, CKPT)
+    tensorboard = _tensorboard_writer(out) if args.tensorboard else None
     progress = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -179,6 +203,8 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
         if done_rows % max(args.checkpoint_every, 1) == 0 or done_rows == total_rows:
             checkpoint.save(ckpt_path, driver.get_state(), {"rows": rows, "wall_s": wall})
         reporting.write_csv(os.path.join(out, "metrics.csv"), header, rows)
+        if tensorboard is not None:
+            _log_scalars(tensorboard, new, header)
         if progress is not None:
             progress.update(run_cfg.steps_per_row * K)
             rets = [r["episode_return"] for r in new if not math.isnan(r["episode_return"])]
@@ -188,6 +214,8 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
                 + (f" eval {np.mean(evals):.3g}" if evals else ""))
     if progress is not None:
         progress.close()
+    if tensorboard is not None:
+        tensorboard.close()
 
     last = rows[-K:]
     wall = prior_wall + (time.perf_counter() - start_time)

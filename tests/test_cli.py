@@ -363,3 +363,42 @@ def test_env_arg_reaches_the_environment(tmp_path, capsys):
     assert float(row["episode_length"]) == 4.0
     with open(os.path.join(out, "args.json")) as f:
         assert json.load(f)["env_arg"] == ["size=5"]
+
+
+def _event_scalars(folder: str) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of the TensorBoard event files in `folder` (TFRecord framing:
+    length u64, its CRC u32, the Event proto, its CRC u32)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for name in sorted(os.listdir(folder)):
+        data = open(os.path.join(folder, name), "rb").read()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for v in event.summary.value:
+                scalars.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return scalars
+
+
+def test_tensorboard_scalars_match_metrics_csv(tmp_path):
+    pytest.importorskip("tensorboardX")
+    out = str(tmp_path / "tb")
+    _train(TINY + ["--seeds", "2", "--tensorboard", "--out", out])
+    scalars = _event_scalars(os.path.join(out, "tensorboard"))
+    with open(os.path.join(out, "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4  # 2 rows x 2 members
+    for r in rows:
+        tag = f"eval_return/member_{r['member']}"
+        assert (int(r["env_steps"]), pytest.approx(float(r["eval_return"]), rel=1e-5)) \
+            in scalars[tag]
+    assert {t.split("/")[0] for t in scalars} >= {"episode_return", "eval_return", "loss",
+                                                   "sps", "wall_s"}
+    # The flag is an output option of this invocation, not a setting of the run.
+    with open(os.path.join(out, "args.json")) as f:
+        assert "tensorboard" not in json.load(f)
