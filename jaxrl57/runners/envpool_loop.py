@@ -90,8 +90,18 @@ class EnvPoolDriver:
             lambda state, keys: jax.lax.scan(jax.vmap(agent.update), state, keys),
             donate_argnums=0)
         # The host skips the (masked, but still computed) updates of the warm-up.
+        # Replay only grows, so once warm it stays warm: asked until then only,
+        # which spares a device-to-host sync per training phase afterwards.
         self._can_update = jax.jit(lambda state: jnp.any(jax.vmap(agent.can_update)(state)))
+        self._warm = False
+        self._split2 = jax.jit(jax.vmap(jax.random.split, out_axes=1))  # [K,2] -> 2 x [K,2]
         self.obs = self.envs.reset()
+
+    def _is_warm(self, agent_state) -> bool:
+        """Whether any member's replay holds enough to update (cached once true)."""
+        if not self._warm:
+            self._warm = bool(self._can_update(agent_state))
+        return self._warm
 
     def _train_phase(self, agent_state, train_key, metric_log: list):
         """`updates_per_train` updates of every member; their metrics (device
@@ -128,10 +138,10 @@ class EnvPoolDriver:
                 self._members(out.terminated), self._members(out.truncated),
                 self._members(out.final_obs))
             self.obs = out.obs
-            if ((row * run.iterations_per_row + i) % run.train_every == 0
-                    and bool(self._can_update(agent_state))):
+            if (row * run.iterations_per_row + i) % run.train_every == 0 and self._is_warm(
+                    agent_state):
                 agent_state = self._train_phase(agent_state, train_key, metric_log)
-        key, eval_key = jax.vmap(jax.random.split, out_axes=1)(key)
+        key, eval_key = self._split2(key)
         row += 1
         self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
         return self._row_results(row, self.envs.pop_episode_stats(), metric_log, eval_key)
@@ -178,9 +188,8 @@ class EnvPoolDriver:
             horizon = min(horizon, self.run.eval_max_steps)
         agent_state = self.state["agent"]
         actor = self._eval_init(agent_state, self.run.eval_episodes)
-        split = jax.jit(jax.vmap(jax.random.split, out_axes=1))
         for _ in range(horizon):
-            key, act_key = split(key)
+            key, act_key = self._split2(key)
             actions, actor = self._eval_act(agent_state, actor, self._members(obs), act_key)
             actions = np.asarray(actions)
             out = envs.step(actions.reshape((-1,) + actions.shape[2:]))
@@ -202,3 +211,4 @@ class EnvPoolDriver:
 
     def set_state(self, state) -> None:
         self.state = jax.tree.map(jnp.asarray, state)
+        self._warm = False

@@ -140,7 +140,6 @@ class PipelineDriver(EnvPoolDriver):
         self._error: BaseException | None = None
         self._params: _ParamStore | None = None  # the actor's parameters, by version
         self._consumed = 0  # batches consumed since the actor started: the params' version
-        self._warm = False
         self.updates_done = 0  # updates run by this driver (for tests and benchmarks)
         self.batches_consumed = 0
 
@@ -245,16 +244,13 @@ class PipelineDriver(EnvPoolDriver):
         row = int(self.state["row"])
         metric_log = []
         all_stats = []
-        split2 = jax.vmap(jax.random.split, out_axes=1)
         for i in range(run.iterations_per_row):
             batch, stats = self._next_batch()
             all_stats.append(stats)
-            key, train_key = split2(key)
+            key, train_key = self._split2(key)
             agent_state = self._observe(agent_state, *batch)
             if (row * run.iterations_per_row + i) % run.train_every == 0:
-                if not self._warm:
-                    self._warm = bool(self._can_update(agent_state))
-                if self._warm:
+                if self._is_warm(agent_state):
                     agent_state = self._train_phase(agent_state, train_key, metric_log)
                     self.updates_done += run.updates_per_train
             self.batches_consumed += 1
@@ -264,7 +260,7 @@ class PipelineDriver(EnvPoolDriver):
                 oldest = max(self._consumed - run.actor_lag, 0)
                 self._params.publish(self._consumed, self._view(agent_state),
                                      oldest // run.actor_refresh * run.actor_refresh)
-        key, eval_key = split2(key)
+        key, eval_key = self._split2(key)
         row += 1
         self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
         stats = EpisodeStats(*(np.concatenate(parts) for parts in zip(*all_stats, strict=True)))
@@ -273,5 +269,4 @@ class PipelineDriver(EnvPoolDriver):
     def set_state(self, state) -> None:
         # The actor's queued batches belong to the replaced run: drop them, start over.
         self.close()
-        self._warm = False
         super().set_state(state)
