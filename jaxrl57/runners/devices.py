@@ -49,3 +49,35 @@ def member_sharding(num_members: int):
     n = max(d for d in range(1, len(devices) + 1) if num_members % d == 0)
     mesh = Mesh(devices[:n], (MEMBER_AXIS,))
     return NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
+
+
+def over_members(fn, num_members: int, in_axes=0):
+    """`jax.vmap(fn, in_axes)` over the leading member axis of `num_members`.
+
+    For one member the result applies `fn` to member 0 and adds the axis back to
+    every output, rather than vmapping over an axis of size 1: that is not free
+    on XLA:CPU, where the batching rule turns each convolution into a grouped
+    one with its own reshapes. The vmapped batch-32 Nature-CNN DQN update ran at
+    33.7 ms against 25.5 ms for this (median of 15, this 2-core CPU,
+    jax 0.10.2). The two compute the same function.
+
+    `in_axes`: 0 or None per positional argument, as for `jax.vmap` (a tuple or one
+    value for all); outputs always carry the member axis first.
+    """
+    import jax
+
+    if num_members != 1:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def one_member(*args):
+        axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+        if len(axes) != len(args):
+            raise ValueError(f"in_axes {in_axes!r} does not match {len(args)} arguments")
+        for ax in axes:
+            if ax not in (0, None):
+                raise ValueError(f"over_members takes in_axes of 0 or None, got {ax!r}")
+        member = [jax.tree.map(lambda x: x[0], a) if ax == 0 else a
+                  for a, ax in zip(args, axes, strict=True)]
+        return jax.tree.map(lambda x: x[None], fn(*member))
+
+    return one_member

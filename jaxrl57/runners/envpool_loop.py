@@ -25,10 +25,13 @@ unlike the on-device runner).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl57.runners.devices import over_members
 from jaxrl57.runners.driver import stack_hparams
 from jaxrl57.runners.on_device import RunConfig
 
@@ -56,12 +59,14 @@ class EnvPoolDriver:
         self.state = {"agent": jax.jit(jax.vmap(agent.init))(keys[:, 0], hp),
                       "key": keys[:, 1], "row": jnp.zeros((), jnp.int32)}
         split3 = jax.vmap(lambda k: jax.random.split(k, 3))
+        # `jax.vmap` over the members, or member 0 alone when K == 1 (cheaper).
+        self._per_member = members = functools.partial(over_members, num_members=K)
         if agent.recurrent:
             # Recurrent actors change the state in `act`; donating it lets XLA
             # write the result into the input's buffers.
             def act(state, obs, key):
                 keys = split3(key)
-                actions, state = jax.vmap(agent.act)(state, obs, keys[:, 1])
+                actions, state = members(agent.act)(state, obs, keys[:, 1])
                 return actions, state, keys[:, 0], keys[:, 2]
 
             self._act_state = jax.jit(act, donate_argnums=0)
@@ -71,28 +76,28 @@ class EnvPoolDriver:
             # Atari). DQN-family `act` leaves the state unchanged.
             def act(state, obs, key):
                 keys = split3(key)
-                return jax.vmap(agent.act)(state, obs, keys[:, 1])[0], keys[:, 0], keys[:, 2]
+                return members(agent.act)(state, obs, keys[:, 1])[0], keys[:, 0], keys[:, 2]
 
             self._act = jax.jit(act)
         self._eval_actor = actor = agent.evaluation_actor()
-        self._eval_init = jax.jit(jax.vmap(actor.init, in_axes=(0, None)), static_argnums=1)
-        self._eval_act = jax.jit(jax.vmap(actor.act))
-        self._eval_observe = jax.jit(jax.vmap(actor.observe))
-        self._observe = jax.jit(jax.vmap(agent.observe), donate_argnums=0)
+        self._eval_init = jax.jit(members(actor.init, in_axes=(0, None)), static_argnums=1)
+        self._eval_act = jax.jit(members(actor.act))
+        self._eval_observe = jax.jit(members(actor.observe))
+        self._observe = jax.jit(members(agent.observe), donate_argnums=0)
         # One jitted update per call, looped from Python: a lax.scan over
         # updates carries the replay through a while loop, which XLA copied
         # (376 ms against 57 ms for one Nature-CNN update with a 10k replay).
         self._update = jax.jit(
-            lambda state, keys: jax.vmap(agent.update)(state, keys), donate_argnums=0)
+            lambda state, keys: members(agent.update)(state, keys), donate_argnums=0)
         self._split_updates = jax.jit(
             jax.vmap(lambda k: jax.random.split(k, self.run.updates_per_train), out_axes=1))
         self._update_scan = jax.jit(
-            lambda state, keys: jax.lax.scan(jax.vmap(agent.update), state, keys),
+            lambda state, keys: jax.lax.scan(members(agent.update), state, keys),
             donate_argnums=0)
         # The host skips the (masked, but still computed) updates of the warm-up.
         # Replay only grows, so once warm it stays warm: asked until then only,
         # which spares a device-to-host sync per training phase afterwards.
-        self._can_update = jax.jit(lambda state: jnp.any(jax.vmap(agent.can_update)(state)))
+        self._can_update = jax.jit(lambda state: jnp.any(members(agent.can_update)(state)))
         self._warm = False
         self._split2 = jax.jit(jax.vmap(jax.random.split, out_axes=1))  # [K,2] -> 2 x [K,2]
         self.obs = self.envs.reset()

@@ -127,10 +127,10 @@ class PipelineDriver(EnvPoolDriver):
         # A copy, not a view: the learner donates its state to `update`.
         # Arrays carry the driver's leading member axis (of size 1 here).
         self._view = jax.jit(
-            lambda s: jax.tree.map(jnp.copy, jax.vmap(agent.actor_view)(s)))
+            lambda s: jax.tree.map(jnp.copy, self._per_member(agent.actor_view)(s)))
 
         def act(view, obs, key, t):
-            return jax.vmap(lambda v, o, k: agent.act(v, o, jax.random.fold_in(k, t))[0])(
+            return self._per_member(lambda v, o, k: agent.act(v, o, jax.random.fold_in(k, t))[0])(
                 view, obs, key)
 
         self._act_view = jax.jit(act)
