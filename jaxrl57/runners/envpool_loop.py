@@ -17,6 +17,9 @@ each member's agent is seeded with its own.
 Evaluation uses separate EnvPool instances with the evaluation settings
 (no episodic life, no reward clipping; `envs.envpool_env`), one episode per
 env (`eval_episodes` per member), capped at the env's `max_episode_steps`.
+By default the whole evaluation is one jitted program that steps the pool
+through EnvPool's XLA interface (`envs.envpool_xla`); `eval_loop="python"`
+runs the same episodes from a host loop.
 
 Resume: the agent states, RNG keys and counters are checkpointed; EnvPool's
 C++ state cannot be, so a resumed run starts fresh episodes (not bit-exact,
@@ -83,6 +86,12 @@ class EnvPoolDriver:
         self._eval_init = jax.jit(members(actor.init, in_axes=(0, None)), static_argnums=1)
         self._eval_act = jax.jit(members(actor.act))
         self._eval_observe = jax.jit(members(actor.observe))
+        self._eval_program = None  # the XLA-interface evaluation, built on first use
+        # What acting reads, without the replay (a loop-invariant operand of the
+        # evaluation's while loop), where the agent has an `actor_view`. Jitted:
+        # applied eagerly, the member slicing would copy the whole state.
+        self._eval_view = (jax.jit(members(agent.actor_view)) if agent.actor_view is not None
+                           else None)
         self._observe = jax.jit(members(agent.observe), donate_argnums=0)
         # One jitted update per call, looped from Python: a lax.scan over
         # updates carries the replay through a while loop, which XLA copied
@@ -180,17 +189,23 @@ class EnvPoolDriver:
             results.append(result)
         return results
 
+    def _eval_horizon(self) -> int:
+        horizon = self.eval_envs.spec.max_episode_steps
+        if self.run.eval_max_steps > 0:
+            horizon = min(horizon, self.run.eval_max_steps)
+        return horizon
+
     def evaluate(self, key) -> np.ndarray:
         """Per member [K], the mean return of the first episode of each of its eval
         envs (unclipped rewards, whole game: the eval envs have no episodic life),
-        capped at `max_episode_steps`."""
+        capped at `max_episode_steps` (or `eval_max_steps`)."""
+        if self.run.eval_loop == "xla":
+            return self._evaluate_xla(key)
         envs = self.eval_envs
         obs = envs.reset()
         returns = np.zeros(envs.num_envs)
         alive = np.ones(envs.num_envs, bool)
-        horizon = envs.spec.max_episode_steps
-        if self.run.eval_max_steps > 0:
-            horizon = min(horizon, self.run.eval_max_steps)
+        horizon = self._eval_horizon()
         agent_state = self.state["agent"]
         actor = self._eval_init(agent_state, self.run.eval_episodes)
         for _ in range(horizon):
@@ -207,6 +222,46 @@ class EnvPoolDriver:
                 break
         envs.pop_episode_stats()
         return self._members(returns).mean(axis=1)
+
+    def _evaluate_xla(self, key) -> np.ndarray:
+        """`evaluate` as one program: the same keys, actions and episodes as the
+        host loop, the env steps made by EnvPool's XLA `send`/`recv`."""
+        from jaxrl57.envs import envpool_xla
+
+        if self._eval_program is None:
+            fns = envpool_xla.xla_functions(self.eval_envs.pool)
+            K, n, horizon = self.num_members, self.run.eval_episodes, self._eval_horizon()
+            members, actor = self._per_member, self._eval_actor
+            act_m, observe_m = members(actor.act), members(actor.observe)
+            split2 = jax.vmap(jax.random.split, out_axes=1)
+
+            def by_member(x):
+                return x.reshape((K, n) + x.shape[1:])
+
+            def program(handle, agent_state, key):
+                def act(actor_state, obs, key):
+                    key, act_key = split2(key)
+                    actions, actor_state = act_m(agent_state, actor_state, by_member(obs),
+                                                 act_key)
+                    return actions.reshape((K * n,) + actions.shape[2:]), actor_state, key
+
+                def observe(actor_state, actions, reward, done):
+                    return observe_m(actor_state, by_member(actions), by_member(reward),
+                                     by_member(done))
+
+                actor_state = members(actor.init, in_axes=(0, None))(agent_state, n)
+                handle, returns, _ = envpool_xla.first_episode_returns(
+                    fns, handle, act, observe, actor_state, key, horizon)
+                return handle, by_member(returns).mean(axis=1)
+
+            self._eval_handle = fns.handle
+            self._eval_program = jax.jit(program)
+        agent_state = self.state["agent"]
+        if self._eval_view is not None:
+            agent_state = self._eval_view(agent_state)
+        envpool_xla.reset(self.eval_envs.pool)
+        _, returns = self._eval_program(self._eval_handle, agent_state, key)
+        return np.asarray(returns, np.float64)
 
     def state_template(self):
         return self.state

@@ -55,6 +55,11 @@ class RunConfig:
     # of one call each. Faster on a GPU (H100, Nature CNN: 0.6 against 1.2 ms per
     # update); on a CPU XLA copies the replay through the scan (303 against 30 ms).
     scan_updates: bool = False
+    # EnvPool loops: evaluation episodes as one jitted program through EnvPool's
+    # XLA interface ("xla", `envs.envpool_xla`), or a host loop through the
+    # adapter ("python"). Same episodes, same actions (tested); "xla" is faster
+    # (benchmarks/envpool_pipeline.py, evaluation rows).
+    eval_loop: str = "xla"
 
     @property
     def phases_per_row(self) -> int:
@@ -76,6 +81,8 @@ class RunConfig:
             raise ValueError(f"eval_max_steps must be >= 0, got {self.eval_max_steps}")
         if self.pipeline not in ("sync", "async"):
             raise ValueError(f"pipeline must be sync or async, not {self.pipeline!r}")
+        if self.eval_loop not in ("xla", "python"):
+            raise ValueError(f"eval_loop must be xla or python, not {self.eval_loop!r}")
         for name in ("total_steps", "num_envs", "train_every", "updates_per_train", "num_rows",
                      "eval_episodes", "eval_every_rows", "queue_size", "actor_refresh",
                      "actor_lag"):
