@@ -6,9 +6,14 @@ the learner's bound the asynchronous pipeline reaches.
 
 (a) raw EnvPool, random policy: steps/s of `pool.step` alone (train settings of
     `envs.envpool_env`, same num_envs and threads as below): the acting limit.
-(b) the project's acting-only loop (`PipelineDriver.actor_batches`: one jitted act on
-    the batch, the adapter's clean-transition step, observations put on the device once),
-    with a small MLP on the pixels and with the Nature CNN (Mnih et al. 2015); ratio to (a).
+(b) the project's acting-only loops with a small MLP on the pixels and with the Nature
+    CNN (Mnih et al. 2015); ratio to (a). "host loop": the async pipeline's actor
+    (`PipelineDriver.actor_batches`: one jitted act on the batch, the adapter's
+    clean-transition step, observations put on the device once; what training uses),
+    with the time of the jitted policy alone on one batch. "XLA": the loop as one
+    program through EnvPool's XLA interface (`envs.envpool_xla.run_batches`, what
+    evaluation uses), in sync mode and in async mode (num_envs / 2 per batch: acting
+    on one half while the other steps).
 (c) the learner alone: one batch-32 Nature-CNN DQN update (jitted, state donated, warm
     replay), median over repetitions, as one jitted call per update ("loop") and as a
     `lax.scan` of `--scan` updates per call ("scan", per update). The learner bound at the
@@ -19,10 +24,13 @@ the learner's bound the asynchronous pipeline reaches.
     a warm-up row (compilation, replay warm-up), as a fraction of (c)'s bound.
 
 Goals: (b, MLP) / (a) >= 0.8; (d, async) / bound >= 0.9. All parts run in one process,
-one after the other, so they share the machine's state (its speed drifts by +-30 % over
-minutes on the 2-core development CPU: compare within a run). The replay is small
-(`--replay`, default 5000 transitions): its size changes memory, not the cost of an
-update. Runs on CPU or an accelerator (it prints `jax.devices()`); EnvPool is needed.
+one after the other, so they share the machine's state; its speed drifts (the same
+update took 23 to 29 ms in runs minutes apart on the 2-core development CPU), so the
+bound that (d) is held to is the learner's update timed on the training driver's own
+state right before and after the timed rows ("timed alongside"); (c) is printed too.
+The replay is small (`--replay`, default 5000 transitions): its size changes memory,
+not the cost of an update. Runs on CPU or an accelerator (it prints `jax.devices()`);
+EnvPool is needed.
 """
 
 from __future__ import annotations
@@ -82,9 +90,15 @@ def bench_raw(env_id: str, num_envs: int, threads: int, steps: int) -> dict:
     return {"env_steps": iters * num_envs, "seconds": dt, "sps": iters * num_envs / dt}
 
 
-def bench_acting(env_id, num_envs, threads, steps, torso, hidden) -> dict:
+def _acting_driver(env_id, num_envs, threads, torso, hidden):
     s = settings(env_id, num_envs, threads, 1000, 1000, torso=torso, hidden_sizes=hidden)
-    driver = PipelineDriver(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
+    return PipelineDriver(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
+
+
+def bench_acting_host(env_id, num_envs, threads, steps, torso, hidden) -> dict:
+    """The pipeline's actor loop (what training uses): jitted act, adapter step,
+    `device_put` of the batch, one Python iteration per batch."""
+    driver = _acting_driver(env_id, num_envs, threads, torso, hidden)
     batches = driver.actor_batches(jax.random.PRNGKey(1)[None], follow_learner=False)
     for _ in range(10):  # compile + warm-up
         jax.block_until_ready(next(batches)[0])
@@ -94,9 +108,59 @@ def bench_acting(env_id, num_envs, threads, steps, torso, hidden) -> dict:
         item = next(batches)
     jax.block_until_ready(item[0])
     dt = time.perf_counter() - t0
+    # The policy alone on one batch: the part of a batch's time no loop can avoid.
+    view = driver._view(driver.state["agent"])
+    obs = item[0][0]
+    act = driver._act_view
+    jax.block_until_ready(act(view, obs, jax.random.PRNGKey(1)[None], 0))
+    t_policy = []
+    for i in range(50):
+        t1 = time.perf_counter()
+        jax.block_until_ready(act(view, obs, jax.random.PRNGKey(1)[None], i))
+        t_policy.append(time.perf_counter() - t1)
     driver.close()
-    return {"torso": torso, "hidden_sizes": hidden, "env_steps": iters * num_envs,
-            "seconds": dt, "sps": iters * num_envs / dt}
+    return {"loop": "host", "torso": torso, "hidden_sizes": hidden,
+            "env_steps": iters * num_envs, "seconds": dt, "sps": iters * num_envs / dt,
+            "policy_ms_per_batch": 1e3 * statistics.median(t_policy)}
+
+
+def bench_acting_xla(env_id, num_envs, threads, steps, torso, hidden, batch_size) -> dict:
+    """The acting loop as one program through EnvPool's XLA interface
+    (`envs.envpool_xla.run_batches`): sync mode when `batch_size == num_envs`,
+    else async mode (acting on one batch while the other envs step)."""
+    import envpool
+
+    from jaxrl57.envs import envpool_xla
+
+    driver = _acting_driver(env_id, batch_size, threads, torso, hidden)
+    agent = driver.agent
+    view = jax.tree.map(lambda x: x[0], driver._view(driver.state["agent"]))
+    driver.close()
+    pool = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, batch_size=batch_size,
+                        num_threads=threads, seed=0, **envpool_kwargs(env_id, train=True))
+    fns = envpool_xla.xla_functions(pool)
+
+    def act(t, obs, env_id, key):
+        actions, _ = agent.act(view, obs, jax.random.fold_in(key, t))
+        return actions, t + 1, key
+
+    def program(handle, key, num_batches):
+        return envpool_xla.run_batches(fns, handle, act, jnp.int32(0), key, num_batches,
+                                       num_envs=num_envs, batch_size=batch_size)
+
+    program = jax.jit(program, static_argnums=2)
+    iters = max(1, steps // batch_size)
+    envpool_xla.reset(pool)
+    jax.block_until_ready(program(fns.handle, jax.random.PRNGKey(0), iters))  # compile
+    envpool_xla.reset(pool)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(program(fns.handle, jax.random.PRNGKey(1), iters))
+    dt = time.perf_counter() - t0
+    env_steps = int(np.sum(out[4]))
+    pool.close()
+    return {"loop": "xla", "torso": torso, "hidden_sizes": hidden, "batch_size": batch_size,
+            "pool_envs": num_envs, "env_steps": env_steps, "seconds": dt,
+            "sps": env_steps / dt}
 
 
 def bench_learner(env_id, num_envs, threads, replay, reps, scan) -> dict:
@@ -157,32 +221,40 @@ def _time_updates(driver, n: int) -> float:
 
 def bench_training(driver_cls, env_id, num_envs, threads, replay, steps_per_row, rows,
                    pipeline, reps, **overrides) -> dict:
+    """Training rows interleaved with timings of the learner's update on the driver's own
+    state: round i times `reps` updates, then trains one row. Each row is compared with
+    the bound of the update timed just before it, and with the one timed just after it
+    (the next round's, or a final timing), so drift between rounds cancels."""
     s = settings(env_id, num_envs, threads, replay, steps_per_row, pipeline=pipeline,
                  **overrides)
     driver = driver_cls(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
     t0 = time.perf_counter()
     driver.run_row()  # compile, replay warm-up
     warm_s = time.perf_counter() - t0
-    # The machine's speed drifts: the update is timed again right before and after the
-    # training rows, on the driver's own state, for a bound measured alongside.
-    t_before = _time_updates(driver, reps)
-    updates0 = int(driver.state["agent"].updates[0])
-    t0 = time.perf_counter()
+    t_updates, row_seconds, updates = [_time_updates(driver, reps)], [], 0
     for _ in range(rows):
+        u0 = int(driver.state["agent"].updates[0])
+        t0 = time.perf_counter()
         driver.run_row()  # reads the row's metrics to the host: blocks on the updates
-    dt = time.perf_counter() - t0
-    updates = int(driver.state["agent"].updates[0]) - updates0
-    t_after = _time_updates(driver, reps)
+        row_seconds.append(time.perf_counter() - t0)
+        updates += int(driver.state["agent"].updates[0]) - u0
+        t_updates.append(_time_updates(driver, reps))
     close = getattr(driver, "close", None)
     if close:
         close()
-    steps = rows * s.run_config.steps_per_row
-    t_local = (t_before + t_after) / 2
+    row_steps = s.run_config.steps_per_row
+    steps, dt = rows * row_steps, sum(row_seconds)
+    # Row i sits between timings i and i + 1: its bound uses their mean.
+    bounds = [NATURE_STEPS_PER_UPDATE / ((a + b) / 2)
+              for a, b in zip(t_updates[:-1], t_updates[1:], strict=True)]
+    fractions = [row_steps / sec / b for sec, b in zip(row_seconds, bounds, strict=True)]
     return {"pipeline": pipeline, "env_steps": steps, "updates": updates, "seconds": dt,
             "sps": steps / dt, "env_steps_per_update": steps / max(updates, 1),
             "warmup_row_s": warm_s, "updates_per_train": s.run_config.updates_per_train,
-            "t_update_adjacent_s": [t_before, t_after],
-            "adjacent_bound_sps": NATURE_STEPS_PER_UPDATE / t_local}
+            "row_seconds": row_seconds, "t_update_adjacent_s": t_updates,
+            "row_fractions_of_adjacent_bound": fractions,
+            "adjacent_bound_sps": statistics.mean(bounds),
+            "fraction_of_adjacent_bound_median": statistics.median(fractions)}
 
 
 def main() -> int:
@@ -193,6 +265,7 @@ def main() -> int:
     p.add_argument("--replay", type=int, default=5000)
     p.add_argument("--quick", action="store_true", help="fewer steps (about 2-3 minutes)")
     p.add_argument("--scan", type=int, default=4, help="updates per call in (c)'s scan")
+    p.add_argument("--mlp-hidden", default="64", help="hidden units of (b)'s MLP policy")
     p.add_argument("--only", default="abcd")
     p.add_argument("--row-steps", type=int, default=0,
                    help="env steps per timed training row in (d) (0: 256, or 96 with --quick)")
@@ -205,7 +278,7 @@ def main() -> int:
     E = a.num_envs
     threads = a.threads or min(E, os.cpu_count() or 1)
     raw_steps, act_steps, reps = (2000, 800, 8) if a.quick else (8000, 3000, 20)
-    row_steps, rows = (96, 2) if a.quick else (256, 3)
+    row_steps, rows = (96, 2) if a.quick else (256, 5)
     row_steps, rows = a.row_steps or row_steps, a.rows or rows
 
     command = command_line()
@@ -220,8 +293,15 @@ def main() -> int:
     if "a" in a.only:
         res["raw"] = bench_raw(a.env, E, threads, raw_steps)
     if "b" in a.only:
-        res["acting_mlp"] = bench_acting(a.env, E, threads, act_steps, "mlp", "64")
-        res["acting_cnn"] = bench_acting(a.env, E, threads, act_steps, "nature_cnn", "512")
+        for torso, hidden in (("mlp", a.mlp_hidden), ("nature_cnn", "512")):
+            name = "mlp" if torso == "mlp" else "cnn"
+            res[f"acting_{name}"] = bench_acting_host(a.env, E, threads, act_steps, torso,
+                                                      hidden)
+            res[f"acting_{name}_xla"] = bench_acting_xla(a.env, E, threads, act_steps, torso,
+                                                         hidden, E)
+            if E % 2 == 0:
+                res[f"acting_{name}_xla_async"] = bench_acting_xla(
+                    a.env, E, threads, act_steps, torso, hidden, E // 2)
     if "c" in a.only:
         res["learner"] = bench_learner(a.env, E, threads, a.replay, reps, a.scan)
     if "d" in a.only:
@@ -242,16 +322,23 @@ def main() -> int:
         r = res["raw"]
         print(f"{'(a) raw EnvPool, random policy [env steps/s]':<52} {r['sps']:>10,.0f}  "
               f"{a.env}, {E} envs, {threads} threads")
-    for name, label in (("acting_mlp", "MLP 64"), ("acting_cnn", "Nature CNN")):
-        if name in res:
+    raw = max(res[k]["sps"] for k in ("raw", "raw_after") if k in res) \
+        if "raw" in res else float("nan")
+    for policy, label in (("mlp", f"MLP {a.mlp_hidden}"), ("cnn", "Nature CNN")):
+        for suffix, loop in (("", "host loop"), ("_xla", "XLA, sync"),
+                             ("_xla_async", f"XLA, async {E // 2}/{E}")):
+            name = f"acting_{policy}{suffix}"
+            if name not in res:
+                continue
             r = res[name]
-            raw = max(res[k]["sps"] for k in ("raw", "raw_after") if k in res) \
-                if "raw" in res else float("nan")
-            ratio = r["sps"] / raw
-            r["ratio_to_raw"] = ratio
-            goal = "  goal >= 0.8" if name == "acting_mlp" else ""
-            print(f"{f'(b) acting-only loop, {label} [env steps/s]':<52} {r['sps']:>10,.0f}  "
-                  f"{ratio:.3f} of (a) (the faster raw){goal}")
+            r["ratio_to_raw"] = ratio = r["sps"] / raw
+            note = f"{ratio:.3f} of (a)"
+            if suffix == "":
+                note += f"; the policy alone {r['policy_ms_per_batch']:.2f} ms/batch"
+            if policy == "mlp" and suffix == "_xla_async":
+                note += "  goal >= 0.8"
+            print(f"{f'(b) acting only, {label}, {loop} [env steps/s]':<52} "
+                  f"{r['sps']:>10,.0f}  {note}")
     if "raw_after" in res:
         print(f"{'    raw EnvPool again, after (b) [env steps/s]':<52} "
               f"{res['raw_after']['sps']:>10,.0f}  drift check")
@@ -268,15 +355,17 @@ def main() -> int:
         if name in res:
             r = res[name]
             r["fraction_of_bound"] = r["sps"] / bound
-            r["fraction_of_adjacent_bound"] = r["sps"] / r["adjacent_bound_sps"]
-            goal = "  goal >= 0.9" if name == "train_async" else ""
+            r["fraction_of_adjacent_bound"] = r["fraction_of_adjacent_bound_median"]
             label = f"(d) DQN training, pipeline={r['pipeline']} [env steps/s]"
             print(f"{label:<52} {r['sps']:>10.1f}  {r['fraction_of_bound']:.3f} of (c)'s "
-                  f"bound{goal}; {r['env_steps']} steps, {r['env_steps_per_update']:.2f} "
+                  f"bound; {r['env_steps']} steps, {r['env_steps_per_update']:.2f} "
                   f"steps/update")
-            print(f"{'    bound timed alongside [env steps/s]':<52} "
-                  f"{r['adjacent_bound_sps']:>10.1f}  {r['fraction_of_adjacent_bound']:.3f} of "
-                  f"it; updates {[round(1e3 * t, 1) for t in r['t_update_adjacent_s']]} ms")
+            goal = "  goal >= 0.9" if name == "train_async" else ""
+            fr = ", ".join(f"{f:.2f}" for f in r["row_fractions_of_adjacent_bound"])
+            print(f"{'    learner bound timed alongside [env steps/s]':<52} "
+                  f"{r['adjacent_bound_sps']:>10.1f}  median {r['fraction_of_adjacent_bound']:.3f}"
+                  f" of it by row{goal} (rows: {fr}); updates "
+                  f"{[round(1e3 * t, 1) for t in r['t_update_adjacent_s']]} ms")
     if "learner" in res and "acting_cnn" in res and dev.platform == "cpu":
         # On a CPU the actor's acting and stepping take cores from the learner's update.
         learner = res["train_async"]["updates_per_train"] if "train_async" in res else 2

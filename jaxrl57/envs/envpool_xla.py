@@ -19,9 +19,10 @@ step has the static shape of a full batch, so a training loop inside a
 program would store one bogus transition (final observation -> first
 observation, reward 0) per episode, or need replay writes masked per env.
 Training therefore keeps the host adapter; this module serves loops that
-need no transitions: evaluation episodes (the first episode of each env
-counts, so what follows an episode's end is ignored) and acting-only
-benchmarks.
+need no transitions: evaluation episodes (`first_episode_returns`: the
+first episode of each env counts, so what follows an episode's end is
+ignored; sync mode, deterministic) and acting alone (`run_batches`: sync or
+async mode).
 
 Protocol. `reset(pool)` (host) starts every env; the program then takes the
 reset observations with one `recv` and alternates `send`/`recv`, so every
@@ -31,6 +32,7 @@ and may be reset, stepped from Python or looped again.
 Ordering: in sync mode (`batch_size == num_envs`) a `recv` holds every env
 once, in the order the envs finished; `recv_ordered` puts them back in env-id
 order (`info["env_id"]`), the order of the adapter and of the runners.
+`first_episode_returns` needs a sync-mode pool.
 """
 
 from __future__ import annotations
@@ -62,12 +64,16 @@ class XlaFunctions(NamedTuple):
 
 
 def xla_functions(pool) -> XlaFunctions:
-    """`pool.xla()` of a gymnasium-API EnvPool in sync mode."""
-    config = pool.config
-    if int(config["batch_size"]) not in (0, int(config["num_envs"])):
-        raise ValueError("the XLA loops here need a sync-mode pool (batch_size == num_envs)")
+    """`pool.xla()` of a gymnasium-API EnvPool."""
     handle, recv, send, _ = pool.xla()  # the fourth, `step`, is send + recv
     return XlaFunctions(handle, send, recv)
+
+
+def pool_sizes(pool) -> tuple[int, int]:
+    """`(num_envs, batch_size)` of an EnvPool (sync mode: the two are equal)."""
+    num_envs = int(pool.config["num_envs"])
+    batch = int(pool.config["batch_size"]) or num_envs
+    return num_envs, batch
 
 
 def reset(pool) -> None:
@@ -89,14 +95,19 @@ def recv_ordered(fns: XlaFunctions, handle) -> tuple[Any, XlaStep]:
     return handle, step
 
 
-def send_all(fns: XlaFunctions, handle, actions: jax.Array):
-    """`send` of one action per env, in env-id order."""
-    env_id = jnp.arange(actions.shape[0], dtype=jnp.int32)
+def send_ids(fns: XlaFunctions, handle, actions: jax.Array, env_id: jax.Array):
+    """`send` of `actions[i]` to env `env_id[i]` (int32 actions for discrete
+    envs, float32 for continuous ones, as EnvPool's XLA targets take them)."""
     if jnp.issubdtype(actions.dtype, jnp.integer):
         actions = actions.astype(jnp.int32)
     else:
         actions = actions.astype(jnp.float32)
-    return fns.send(handle, actions, env_id)
+    return fns.send(handle, actions, env_id.astype(jnp.int32))
+
+
+def send_all(fns: XlaFunctions, handle, actions: jax.Array):
+    """`send` of one action per env, in env-id order."""
+    return send_ids(fns, handle, actions, jnp.arange(actions.shape[0], dtype=jnp.int32))
 
 
 def first_episode_returns(fns: XlaFunctions, handle, act, observe, actor, key,
@@ -136,3 +147,40 @@ def first_episode_returns(fns: XlaFunctions, handle, act, observe, actor, key,
              jnp.zeros(num_envs, jnp.float32), jnp.zeros(num_envs, jnp.int32), key)
     _, handle, _, _, _, returns, lengths, _ = jax.lax.while_loop(cond, body, carry)
     return handle, returns, lengths
+
+
+def run_batches(fns: XlaFunctions, handle, act, actor, key, num_batches: int, *,
+                num_envs: int, batch_size: int):
+    """Acting only, inside the caller's program: from a `reset`, `num_batches` rounds
+    of `recv -> act -> send`, then the `recv`s that leave the pool idle.
+
+    Works in EnvPool's sync mode (`batch_size == num_envs`) and async mode
+    (`batch_size < num_envs`, a divisor of it): there each `recv` returns the
+    first `batch_size` envs to finish, in no fixed order, and the actions go
+    back to those envs (`info["env_id"]`) while the others keep stepping, so
+    acting overlaps with env steps (the throughput design of EnvPool, Weng et
+    al. 2022). Nothing here depends on the order, which thread timing decides.
+
+    act(actor, obs [B, ...], env_id int32 [B], key) -> (actions [B], actor, key).
+    Returns `(handle, actor, key, reward_sum [num_envs] float32, steps
+    [num_envs] int32)`: per env, the rewards `recv` gave and the batches it was in.
+    """
+    if num_envs % batch_size:
+        raise ValueError(f"batch_size {batch_size} must divide num_envs {num_envs}")
+
+    def body(_, carry):
+        handle, actor, key, reward_sum, steps = carry
+        handle, (obs, reward, _, _, info) = fns.recv(handle)
+        env_id = info["env_id"].astype(jnp.int32)
+        actions, actor, key = act(actor, obs, env_id, key)
+        handle = send_ids(fns, handle, actions, env_id)
+        reward_sum = reward_sum.at[env_id].add(reward.astype(jnp.float32))
+        return handle, actor, key, reward_sum, steps.at[env_id].add(1)
+
+    carry = (handle, actor, key, jnp.zeros(num_envs, jnp.float32),
+             jnp.zeros(num_envs, jnp.int32))
+    handle, actor, key, reward_sum, steps = jax.lax.fori_loop(0, num_batches, body, carry)
+    for _ in range(num_envs // batch_size):  # every env is in flight: take them back
+        handle, (_, reward, _, _, info) = fns.recv(handle)
+        reward_sum = reward_sum.at[info["env_id"]].add(reward.astype(jnp.float32))
+    return handle, actor, key, reward_sum, steps
