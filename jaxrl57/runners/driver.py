@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxrl57.runners.devices import member_sharding
+from jaxrl57.runners.devices import member_sharding, over_members
 from jaxrl57.runners.on_device import make_runner
 
 
@@ -49,8 +49,12 @@ class JaxDriver:
         # would make the second call's inputs differ from the first's and
         # compile the row program again.
         shard = dict(in_shardings=self.sharding, out_shardings=self.sharding)
-        self._row = jax.jit(jax.vmap(lambda s: run_rows(s, 1)), donate_argnums=0, **shard)
-        self.state = jax.jit(jax.vmap(init), **shard)(keys, hparams)
+        # One member runs its program directly: a vmap over an axis of size 1 is
+        # not free on XLA:CPU (a CartPole DQN row: 0.36 against 0.33 s).
+        members = self.num_members
+        self._row = jax.jit(over_members(lambda s: run_rows(s, 1), members),
+                            donate_argnums=0, **shard)
+        self.state = jax.jit(over_members(init, members), **shard)(keys, hparams)
 
     def run_row(self) -> list[dict]:
         self.state, rows = self._row(self.state)
