@@ -77,3 +77,45 @@ def test_conv_torso_takes_another_convolution_layer_with_the_same_parameters():
     grad = lambda net: jax.grad(lambda p: jnp.sum(net.apply(p, obs) ** 2))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                  grad(other), grad(plain))
+
+
+def _nature_params(**kw):
+    net = make_q_network(4, (4, 84, 84), torso="nature_cnn", **kw)
+    obs = jnp.zeros((2, 4, 84, 84), jnp.uint8)
+    args = (jnp.full((2, 8), 0.5),) if kw.get("distribution") == "iqn" else ()
+    rngs = {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(1)}
+    params = net.init(rngs, obs, *args)["params"]
+    shapes = {"/".join(str(getattr(k, "key", k)) for k in path): leaf.shape
+              for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    return shapes, sum(int(np.prod(s)) for s in shapes.values())
+
+
+CONV = 8 * 8 * 4 * 32 + 32 + 4 * 4 * 32 * 64 + 64 + 3 * 3 * 64 * 64 + 64  # 77,984
+FC512 = 3136 * 512 + 512
+
+
+def test_nature_architectures_have_the_papers_layers():
+    # Nature DQN (Mnih et al. 2015): conv, one 512 layer, 4 outputs: 1,686,180.
+    shapes, n = _nature_params()
+    assert n == CONV + FC512 + 512 * 4 + 4 == 1_686_180
+    # Dueling (Wang et al. 2016, sec. 4.2): the conv features feed two streams,
+    # each with its own 512 layer; nothing dense is shared.
+    shapes, n = _nature_params(dueling=True)
+    assert n == CONV + 2 * FC512 + (512 + 1) + (512 * 4 + 4)
+    assert not any(k.startswith("torso/Dense") for k in shapes)
+    # NoisyNet-DQN (Fortunato et al. 2018): the 512 layer is noisy too
+    # (mu and sigma for weights and biases: twice the parameters).
+    shapes, n = _nature_params(noisy=True)
+    assert n == CONV + 2 * FC512 + 2 * (512 * 4 + 4)
+    assert not any(k.startswith("torso/Dense") for k in shapes)
+    # Rainbow (Hessel et al. 2018): noisy dueling streams of C51 logits.
+    _, n = _nature_params(dueling=True, noisy=True, distribution="c51", num_atoms=51)
+    assert n == CONV + 2 * (2 * FC512) + 2 * (512 * 51 + 51) + 2 * (512 * 4 * 51 + 4 * 51)
+    # IQN (Dabney et al. 2018b, sec. 3.1): the tau embedding has the conv
+    # features' size (3136) and the 512 layer comes after the merge.
+    shapes, n = _nature_params(distribution="iqn")
+    assert shapes["head/IQNEmbedding_0/Dense_0/kernel"] == (64, 3136)
+    assert n == CONV + (64 * 3136 + 3136) + FC512 + 512 * 4 + 4
+    # C51 and QR-DQN keep the DQN network: only the output layer changes.
+    _, n = _nature_params(distribution="qr", num_atoms=200)
+    assert n == CONV + FC512 + 512 * 4 * 200 + 4 * 200

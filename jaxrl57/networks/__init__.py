@@ -54,27 +54,40 @@ def make_q_network(
     streams (C51 too, as in Rainbow); `noisy` makes the head's layers
     factorised-Gaussian noisy layers (Fortunato et al. 2018).
     """
-    # MLP torsos end at their last hidden layer; dueling streams (and IQN's
-    # layer after the merge) get one hidden layer of that size each.
-    head_hidden = (hidden_sizes[-1],) if torso == "mlp" else ()
-    stream_hidden = head_hidden if dueling else ()
+    body = make_torso(torso, obs_shape, hidden_sizes)
+    if torso == "mlp":
+        # MLP torsos end at their last hidden layer; dueling streams and IQN's
+        # layer after the merge get one hidden layer of that size each.
+        head_hidden = (hidden_sizes[-1],) if dueling or distribution == "iqn" else ()
+    elif dueling or noisy or distribution == "iqn":
+        # Conv torsos end in their dense layer (Mnih et al. 2015) except where the
+        # paper puts that layer in the head: each dueling stream has its own
+        # (Wang et al. 2016, sec. 4.2: value and advantage streams of one 512-unit
+        # layer each), NoisyNets make it noisy (Fortunato et al. 2018, sec. 3.1:
+        # the fully connected layers become noisy ones; Rainbow both), and IQN
+        # merges the embedding with the conv features and applies it after the
+        # merge (Dabney et al. 2018b, sec. 3.1: psi is the conv layers, f the rest).
+        head_hidden = (body.dense,)
+        body = body.clone(dense=0)
+    else:
+        head_hidden = ()
     noise = dict(noisy=noisy, sigma0=sigma0)
     if distribution == "c51":
         head = CategoricalHead(num_actions, num_atoms, dueling=dueling,
-                               hidden_sizes=stream_hidden, **noise)
+                               hidden_sizes=head_hidden, **noise)
     elif distribution == "qr":
-        head = QuantileHead(num_actions, num_atoms, **noise)
+        head = QuantileHead(num_actions, num_atoms, hidden_sizes=head_hidden, **noise)
     elif distribution == "iqn":
-        head = IQNHead(num_actions, hidden_sizes=head_hidden or (512,), **noise)
+        head = IQNHead(num_actions, hidden_sizes=head_hidden, **noise)
     elif distribution != "none":
         raise ValueError(f"unknown distribution {distribution!r}; choose none, c51, qr or iqn")
     elif noisy:
-        head = (NoisyDuelingHead(num_actions, hidden_sizes=stream_hidden, sigma0=sigma0)
-                if dueling else NoisyQHead(num_actions, sigma0=sigma0))
+        head = (NoisyDuelingHead(num_actions, hidden_sizes=head_hidden, sigma0=sigma0)
+                if dueling else NoisyQHead(num_actions, hidden_sizes=head_hidden, sigma0=sigma0))
     else:
-        head = (DuelingHead(num_actions, hidden_sizes=stream_hidden) if dueling
+        head = (DuelingHead(num_actions, hidden_sizes=head_hidden) if dueling
                 else QHead(num_actions))
-    return QNetwork(make_torso(torso, obs_shape, hidden_sizes), head)
+    return QNetwork(body, head)
 
 
 __all__ = [

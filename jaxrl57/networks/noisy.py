@@ -123,7 +123,8 @@ def linear(
 
 
 class NoisyQHead(nn.Module):
-    """A noisy linear layer to one value per action (Fortunato et al. 2018, NoisyNet-DQN).
+    """Noisy layers to one value per action (Fortunato et al. 2018, NoisyNet-DQN):
+    `hidden_sizes` noisy ReLU layers, then a noisy linear layer.
 
     features [..., D] -> Q-values [..., num_actions].
     """
@@ -131,11 +132,15 @@ class NoisyQHead(nn.Module):
     num_actions: int
     sigma0: float = 0.5
     deterministic: bool = False
+    hidden_sizes: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, features: jax.Array, deterministic: bool | None = None) -> jax.Array:
         det = resolve_deterministic(self.deterministic, deterministic)
-        return NoisyDense(self.num_actions, self.sigma0, deterministic=det)(features)
+        x = features
+        for size in self.hidden_sizes:
+            x = nn.relu(NoisyDense(size, self.sigma0, deterministic=det)(x))
+        return NoisyDense(self.num_actions, self.sigma0, deterministic=det)(x)
 
 
 class NoisyDuelingHead(nn.Module):
