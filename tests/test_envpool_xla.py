@@ -171,3 +171,14 @@ def test_run_batches_async_acts_on_whichever_envs_are_ready():
 def test_run_batches_rejects_a_batch_that_does_not_divide_the_pool():
     with pytest.raises(ValueError, match="divide"):
         envpool_xla.run_batches(None, None, None, None, None, 1, num_envs=6, batch_size=4)
+
+
+def test_auto_evaluates_through_the_xla_program_on_a_cpu_backend():
+    assert jax.default_backend() == "cpu"
+    d = _eval_driver("dqn", "CartPole-v1", [0], "auto")
+    assert d._eval_program is None
+    returns = d.evaluate(jax.random.split(jax.random.PRNGKey(0), 1))
+    assert d._eval_program is not None and returns.shape == (1,) and returns[0] > 0
+    host = _eval_driver("dqn", "CartPole-v1", [0], "python")
+    host.evaluate(jax.random.split(jax.random.PRNGKey(0), 1))
+    assert host._eval_program is None

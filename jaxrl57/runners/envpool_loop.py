@@ -17,9 +17,9 @@ each member's agent is seeded with its own.
 Evaluation uses separate EnvPool instances with the evaluation settings
 (no episodic life, no reward clipping; `envs.envpool_env`), one episode per
 env (`eval_episodes` per member), capped at the env's `max_episode_steps`.
-By default the whole evaluation is one jitted program that steps the pool
-through EnvPool's XLA interface (`envs.envpool_xla`); `eval_loop="python"`
-runs the same episodes from a host loop.
+On a CPU backend the whole evaluation is one jitted program that steps the
+pool through EnvPool's XLA interface (`envs.envpool_xla`); `eval_loop="python"`
+(the default on accelerators) runs the same episodes from a host loop.
 
 Resume: the agent states, RNG keys and counters are checkpointed; EnvPool's
 C++ state cannot be, so a resumed run starts fresh episodes (not bit-exact,
@@ -199,7 +199,8 @@ class EnvPoolDriver:
         """Per member [K], the mean return of the first episode of each of its eval
         envs (unclipped rewards, whole game: the eval envs have no episodic life),
         capped at `max_episode_steps` (or `eval_max_steps`)."""
-        if self.run.eval_loop == "xla":
+        loop = self.run.eval_loop
+        if loop == "xla" or (loop == "auto" and jax.default_backend() == "cpu"):
             return self._evaluate_xla(key)
         envs = self.eval_envs
         obs = envs.reset()

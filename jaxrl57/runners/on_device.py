@@ -57,9 +57,10 @@ class RunConfig:
     scan_updates: bool = False
     # EnvPool loops: evaluation episodes as one jitted program through EnvPool's
     # XLA interface ("xla", `envs.envpool_xla`), or a host loop through the
-    # adapter ("python"). Same episodes, same actions (tested); "xla" is faster
-    # (benchmarks/envpool_pipeline.py, evaluation rows).
-    eval_loop: str = "xla"
+    # adapter ("python"). Same episodes, same actions (tested); "xla" was faster
+    # on the CPU (docs/results.md). "auto": "xla" when JAX's default backend is
+    # the CPU, else "python" (EnvPool's GPU targets have not been run here).
+    eval_loop: str = "auto"
 
     @property
     def phases_per_row(self) -> int:
@@ -81,8 +82,8 @@ class RunConfig:
             raise ValueError(f"eval_max_steps must be >= 0, got {self.eval_max_steps}")
         if self.pipeline not in ("sync", "async"):
             raise ValueError(f"pipeline must be sync or async, not {self.pipeline!r}")
-        if self.eval_loop not in ("xla", "python"):
-            raise ValueError(f"eval_loop must be xla or python, not {self.eval_loop!r}")
+        if self.eval_loop not in ("auto", "xla", "python"):
+            raise ValueError(f"eval_loop must be auto, xla or python, not {self.eval_loop!r}")
         for name in ("total_steps", "num_envs", "train_every", "updates_per_train", "num_rows",
                      "eval_episodes", "eval_every_rows", "queue_size", "actor_refresh",
                      "actor_lag"):
