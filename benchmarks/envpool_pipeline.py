@@ -190,7 +190,10 @@ def bench_learner(env_id, num_envs, threads, replay, reps, scan) -> dict:
         times.append(time.perf_counter() - t0)
 
     def scanned(state, keys):
-        return jax.lax.scan(lambda st, k: agent.update(st, k), state, keys)
+        # As the drivers do (`scan_updates`): unrolled on a CPU, where XLA runs
+        # convolutions inside loops slowly (jax-ml/jax#12868).
+        return jax.lax.scan(lambda st, k: agent.update(st, k), state, keys,
+                            unroll=jax.default_backend() == "cpu")
 
     scan_update = jax.jit(scanned, donate_argnums=0)
     skeys = jax.random.split(jax.random.PRNGKey(1), scan)

@@ -93,15 +93,20 @@ class EnvPoolDriver:
         self._eval_view = (jax.jit(members(agent.actor_view)) if agent.actor_view is not None
                            else None)
         self._observe = jax.jit(members(agent.observe), donate_argnums=0)
-        # One jitted update per call, looped from Python: a lax.scan over
-        # updates carries the replay through a while loop, which XLA copied
-        # (376 ms against 57 ms for one Nature-CNN update with a 10k replay).
+        # One jitted update per call, looped from Python (the default), or a
+        # phase's updates as one `lax.scan` (`scan_updates`). XLA:CPU runs
+        # convolutions inside a while loop far slower than outside one
+        # (jax-ml/jax#12868; a Nature-CNN gradient step: 292 against 32 ms, with
+        # no replay involved), so on a CPU the scan is unrolled into straight-line
+        # code (24 ms a step); accelerators keep the loop.
         self._update = jax.jit(
             lambda state, keys: members(agent.update)(state, keys), donate_argnums=0)
         self._split_updates = jax.jit(
             jax.vmap(lambda k: jax.random.split(k, self.run.updates_per_train), out_axes=1))
+        unroll = jax.default_backend() == "cpu"
         self._update_scan = jax.jit(
-            lambda state, keys: jax.lax.scan(members(agent.update), state, keys),
+            lambda state, keys: jax.lax.scan(members(agent.update), state, keys,
+                                             unroll=unroll),
             donate_argnums=0)
         # The host skips the (masked, but still computed) updates of the warm-up.
         # Replay only grows, so once warm it stays warm: asked until then only,
