@@ -16,7 +16,10 @@ as a cross-check that the stand-alone update is the same program.
 Variants (each a separately jitted update; parameters and optimizer state donated):
 
 * `ref`: the project's default network: EnvPool's NCHW obs, moved to NHWC in the
-  graph, `nn.Conv` (XLA's convolution), online and target passes separate, f32.
+  graph, `networks.conv.Conv` (XLA's convolution, with the kernel gradient written
+  as a channels-last convolution), online and target passes separate, f32.
+* `flax_conv`: `ref` with `nn.Conv` (JAX's own kernel gradient), the default until
+  2026-11-26.
 * `nhwc`: obs stored NHWC, no transpose in the graph.
 * `fused_vmap`: online and target passes as ONE call, `vmap` over the stacked
   (online, stop_gradient(target)) parameters and stacked (obs, next_obs). The target
@@ -195,7 +198,8 @@ def build(variant: str):
 
     nhwc = "nhwc" in variant
     conv = {"im2col": Im2colConv, "s2d": SpaceToDepthConv,
-            "bf16_conv": functools.partial(nn.Conv, dtype=jnp.bfloat16)}.get(variant, nn.Conv)
+            "bf16_conv": functools.partial(nn.Conv, dtype=jnp.bfloat16),
+            "flax_conv": nn.Conv}.get(variant, ConvTorso.conv)
     network = QNetwork(ConvTorso(channels_first=not nhwc, conv=conv), QHead(NUM_ACTIONS))
     hp = DQNHParams.create(**NATURE_ATARI_HPARAMS)
     opt = make_optimizer(DQNConfig(torso="nature_cnn", optimizer="rmsprop"), hp)
@@ -448,8 +452,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--per-sample", type=int, default=3)
-    parser.add_argument("--variants", default="ref,ref_again,nhwc,fused_vmap,bf16_conv,im2col,"
-                        "s2d,precision_highest,precision_bfloat16,agent.update")
+    parser.add_argument("--variants", default="ref,ref_again,flax_conv,nhwc,fused_vmap,bf16_conv,"
+                        "im2col,s2d,precision_highest,precision_bfloat16,agent.update")
     parser.add_argument("--flag-variants", default=",".join(FLAG_VARIANTS),
                         help="comma list of FLAG_VARIANTS; add 'nhwc' to time nhwc under each"
                         " flag too")

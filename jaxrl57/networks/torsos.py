@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxrl57.networks.conv import Conv
+
 
 def _to_float(x):
     if x.dtype == jnp.uint8:
@@ -46,8 +48,9 @@ class ConvTorso(nn.Module):
     `conv` is the convolution layer class, called as `conv(features, (k, k),
     strides=(s, s), padding=..., name="Conv_i")`; layers with `nn.Conv`'s
     parameters (`kernel` [k, k, C, F], `bias` [F]) keep the parameter tree
-    unchanged. `benchmarks/nature_update.py` uses it to time other lowerings
-    (im2col, space-to-depth, bfloat16); none beat `nn.Conv` on the CPU.
+    unchanged. The default, `networks.conv.Conv`, is `nn.Conv` with a kernel
+    gradient that XLA:CPU runs fast inside loops too. `benchmarks/nature_update.py`
+    uses the field to time other lowerings (im2col, space-to-depth, bfloat16).
     """
 
     features: Sequence[int] = (32, 64, 64)
@@ -57,7 +60,7 @@ class ConvTorso(nn.Module):
     channels_first: bool = False
     padding: str = "VALID"
     spatial: bool = False
-    conv: Callable[..., nn.Module] = nn.Conv
+    conv: Callable[..., nn.Module] = Conv
 
     @nn.compact
     def __call__(self, obs):
