@@ -145,8 +145,7 @@ def bench_acting_xla(env_id, num_envs, threads, steps, torso, hidden, batch_size
         return actions, t + 1, key
 
     def program(handle, key, num_batches):
-        return envpool_xla.run_batches(fns, handle, act, jnp.int32(0), key, num_batches,
-                                       num_envs=num_envs, batch_size=batch_size)
+        return envpool_xla.run_batches(fns, handle, act, jnp.int32(0), key, num_batches)
 
     program = jax.jit(program, static_argnums=2)
     iters = max(1, steps // batch_size)

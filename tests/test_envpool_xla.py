@@ -123,8 +123,8 @@ def _run_batches(num_envs, batch_size, num_batches):
 
     pool = envpool.make("CartPole-v1", env_type="gymnasium", num_envs=num_envs,
                         batch_size=batch_size, num_threads=2, seed=11)
-    assert envpool_xla.pool_sizes(pool) == (num_envs, batch_size)
     fns = envpool_xla.xla_functions(pool)
+    assert (fns.num_envs, fns.batch_size) == (num_envs, batch_size)
 
     def act(count, obs, env_id, key):
         return _pole_policy(obs), count + obs.shape[0], key
@@ -132,7 +132,7 @@ def _run_batches(num_envs, batch_size, num_batches):
     @jax.jit
     def program(handle):
         return envpool_xla.run_batches(fns, handle, act, jnp.int32(0), jax.random.PRNGKey(0),
-                                       num_batches, num_envs=num_envs, batch_size=batch_size)
+                                       num_batches)
 
     outs = []
     for _ in range(2):  # the pool is left idle: a reset and a second program run
@@ -170,7 +170,8 @@ def test_run_batches_async_acts_on_whichever_envs_are_ready():
 
 def test_run_batches_rejects_a_batch_that_does_not_divide_the_pool():
     with pytest.raises(ValueError, match="divide"):
-        envpool_xla.run_batches(None, None, None, None, None, 1, num_envs=6, batch_size=4)
+        fns = envpool_xla.XlaFunctions(None, None, None, num_envs=6, batch_size=4)
+        envpool_xla.run_batches(fns, None, None, None, None, 1)
 
 
 def test_auto_evaluates_through_the_xla_program_on_a_cpu_backend():

@@ -7,10 +7,10 @@ compiled program: no Python, no host round trip and no dispatch per env
 step. `send` and `recv` thread an opaque `handle` array, which orders them.
 
 Where it is the faster path (`benchmarks/envpool_pipeline.py`, Breakout-v5,
-8 envs, 2 threads, this 2-core CPU): an acting-only loop with a 64-unit MLP on
-the pixels ran 3,500 env steps/s as one program against 2,470 for the host
-loop (act, adapter step, `device_put`: 3.1 ms a batch, of which EnvPool's step
-is 1.8), against 4,300 for EnvPool's own random policy.
+8 envs, 2 threads, this 2-core CPU, docs/results.md): an acting-only loop with a
+64-unit MLP on the pixels ran 3,351 env steps/s as one program (3,572 in async
+mode) against 2,353 for the host loop (separate act call, adapter step,
+`device_put`), and 4,013 for EnvPool's own random policy.
 
 What it cannot do is the clean-transition step of `envs.envpool_env`:
 EnvPool resets an env on the step AFTER the one that ended its episode
@@ -56,24 +56,22 @@ class XlaStep(NamedTuple):
 class XlaFunctions(NamedTuple):
     """The pool's XLA functions: `handle` (a host array to pass into the
     program), `send(handle, actions, env_id) -> handle`,
-    `recv(handle) -> (handle, (obs, reward, terminated, truncated, info))`."""
+    `recv(handle) -> (handle, (obs, reward, terminated, truncated, info))`;
+    and the pool's `num_envs` and `batch_size` (equal in sync mode)."""
 
     handle: Any
     send: Any
     recv: Any
+    num_envs: int
+    batch_size: int
 
 
 def xla_functions(pool) -> XlaFunctions:
-    """`pool.xla()` of a gymnasium-API EnvPool."""
+    """`pool.xla()` of a gymnasium-API EnvPool, with the pool's sizes."""
     handle, recv, send, _ = pool.xla()  # the fourth, `step`, is send + recv
-    return XlaFunctions(handle, send, recv)
-
-
-def pool_sizes(pool) -> tuple[int, int]:
-    """`(num_envs, batch_size)` of an EnvPool (sync mode: the two are equal)."""
     num_envs = int(pool.config["num_envs"])
-    batch = int(pool.config["batch_size"]) or num_envs
-    return num_envs, batch
+    return XlaFunctions(handle, send, recv, num_envs,
+                        int(pool.config["batch_size"]) or num_envs)
 
 
 def reset(pool) -> None:
@@ -149,8 +147,7 @@ def first_episode_returns(fns: XlaFunctions, handle, act, observe, actor, key,
     return handle, returns, lengths
 
 
-def run_batches(fns: XlaFunctions, handle, act, actor, key, num_batches: int, *,
-                num_envs: int, batch_size: int):
+def run_batches(fns: XlaFunctions, handle, act, actor, key, num_batches: int):
     """Acting only, inside the caller's program: from a `reset`, `num_batches` rounds
     of `recv -> act -> send`, then the `recv`s that leave the pool idle.
 
@@ -165,6 +162,7 @@ def run_batches(fns: XlaFunctions, handle, act, actor, key, num_batches: int, *,
     Returns `(handle, actor, key, reward_sum [num_envs] float32, steps
     [num_envs] int32)`: per env, the rewards `recv` gave and the batches it was in.
     """
+    num_envs, batch_size = fns.num_envs, fns.batch_size
     if num_envs % batch_size:
         raise ValueError(f"batch_size {batch_size} must divide num_envs {num_envs}")
 

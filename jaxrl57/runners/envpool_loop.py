@@ -86,12 +86,14 @@ class EnvPoolDriver:
         self._eval_init = jax.jit(members(actor.init, in_axes=(0, None)), static_argnums=1)
         self._eval_act = jax.jit(members(actor.act))
         self._eval_observe = jax.jit(members(actor.observe))
-        self._eval_program = None  # the XLA-interface evaluation, built on first use
-        # What acting reads, without the replay (a loop-invariant operand of the
-        # evaluation's while loop), where the agent has an `actor_view`. Jitted:
-        # applied eagerly, the member slicing would copy the whole state.
-        self._eval_view = (jax.jit(members(agent.actor_view)) if agent.actor_view is not None
-                           else None)
+        # The XLA-interface evaluation and its pool handle, built on first use.
+        self._eval_program, self._eval_handle = None, None
+        # What acting reads, without the replay, where the agent has an
+        # `actor_view`: the evaluation program's loop-invariant operand, and the
+        # async actor's parameters. Jitted: applied eagerly, the member slicing
+        # would copy the whole state.
+        self._actor_view = (jax.jit(members(agent.actor_view))
+                            if agent.actor_view is not None else None)
         self._observe = jax.jit(members(agent.observe), donate_argnums=0)
         # One jitted update per call, looped from Python (the default), or a
         # phase's updates as one `lax.scan` (`scan_updates`). XLA:CPU runs
@@ -239,14 +241,12 @@ class EnvPoolDriver:
             K, n, horizon = self.num_members, self.run.eval_episodes, self._eval_horizon()
             members, actor = self._per_member, self._eval_actor
             act_m, observe_m = members(actor.act), members(actor.observe)
-            split2 = jax.vmap(jax.random.split, out_axes=1)
-
             def by_member(x):
                 return x.reshape((K, n) + x.shape[1:])
 
             def program(handle, agent_state, key):
                 def act(actor_state, obs, key):
-                    key, act_key = split2(key)
+                    key, act_key = self._split2(key)
                     actions, actor_state = act_m(agent_state, actor_state, by_member(obs),
                                                  act_key)
                     return actions.reshape((K * n,) + actions.shape[2:]), actor_state, key
@@ -263,8 +263,8 @@ class EnvPoolDriver:
             self._eval_handle = fns.handle
             self._eval_program = jax.jit(program)
         agent_state = self.state["agent"]
-        if self._eval_view is not None:
-            agent_state = self._eval_view(agent_state)
+        if self._actor_view is not None:
+            agent_state = self._actor_view(agent_state)
         envpool_xla.reset(self.eval_envs.pool)
         _, returns = self._eval_program(self._eval_handle, agent_state, key)
         return np.asarray(returns, np.float64)

@@ -126,8 +126,7 @@ class PipelineDriver(EnvPoolDriver):
         agent = self.agent
         # A copy, not a view: the learner donates its state to `update`.
         # Arrays carry the driver's leading member axis (of size 1 here).
-        self._view = jax.jit(
-            lambda s: jax.tree.map(jnp.copy, self._per_member(agent.actor_view)(s)))
+        self._view = jax.jit(lambda s: jax.tree.map(jnp.copy, self._actor_view(s)))
 
         def act(view, obs, key, t):
             return self._per_member(lambda v, o, k: agent.act(v, o, jax.random.fold_in(k, t))[0])(
