@@ -127,9 +127,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse_env_args(items: list[str]) -> dict:
-    """`NAME=VALUE` pairs; values read as int, float or bool where they parse."""
+    """`NAME=VALUE` pairs; values read as int, float or bool where they parse.
+
+    The makers check names, types and ranges (`envs.make_env`); the number of envs
+    and the seed come from the run's own settings, which the drivers pass to the
+    makers themselves, so they cannot be env arguments too."""
     out = {}
     for name, value in _pairs(items, "--env-arg").items():
+        if name in ("num_envs", "seed"):
+            flag = "--set num_envs=N" if name == "num_envs" else "--seed S"
+            raise UsageError(f"--env-arg {name}: set it with {flag}")
         for cast in (int, float):
             try:
                 out[name] = cast(value)

@@ -12,6 +12,7 @@ hyperparameters (`DQNHParams`, `R2D2HParams`: sweepable) and `RunConfig`
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from jaxrl57.agents import FAMILIES, AgentFamily, dqn, family_of, r2d2
@@ -205,6 +206,9 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
     for name, value in static.items():
         if isinstance(value, list):
             static[name] = tuple(value)
+    # Before the derived values below: they divide by loop settings, and an
+    # impossible one must fail with its own sentence, not a ZeroDivisionError.
+    check(Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family))
     if "lr_decay_updates" not in overrides:
         # Anneal over the updates this run will make.
         r = RunConfig(**run)
@@ -220,6 +224,52 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
     return settings
 
 
+# Traced hyperparameters for which infinity is a meaningful value: no gradient
+# clipping (Nature DQN, no clipping, is max_grad_norm=inf) and a priority beta
+# that never anneals (priority_beta_steps=inf keeps beta at its start, as Ape-X
+# does). Every other one must be finite: NaN or inf would train to the end and
+# report nonsense.
+_MAY_BE_INF = ("max_grad_norm", "priority_beta_steps")
+
+# Allowed ranges of the traced hyperparameters (names a family lacks are skipped):
+# (low, high, low included, high included).
+_INF = float("inf")
+_HPARAM_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "learning_rate": (0.0, _INF, False, True),
+    "lr_final_fraction": (0.0, _INF, True, True),
+    "lr_decay_updates": (1.0, _INF, True, True),
+    "discount": (0.0, 1.0, True, True),
+    "epsilon_start": (0.0, 1.0, True, True),
+    "epsilon_end": (0.0, 1.0, True, True),
+    "epsilon": (0.0, 1.0, True, True),
+    "eval_epsilon": (0.0, 1.0, True, True),
+    "apex_epsilon": (0.0, 1.0, True, True),
+    "epsilon_decay_steps": (0.0, _INF, False, True),
+    "epsilon_alpha": (0.0, _INF, True, True),
+    "apex_alpha": (0.0, _INF, True, True),
+    "learning_starts": (0.0, _INF, True, True),
+    "target_period": (1.0, _INF, True, True),
+    "target_tau": (0.0, 1.0, False, True),  # 0: the target never moves
+    "huber_delta": (0.0, _INF, False, True),
+    "max_grad_norm": (0.0, _INF, False, True),
+    "optimizer_eps": (0.0, _INF, True, True),
+    "rmsprop_decay": (0.0, 1.0, True, False),  # 1: the second moment stays 0
+    "priority_alpha": (0.0, _INF, True, True),
+    "priority_beta_start": (0.0, 1.0, True, True),
+    "priority_beta": (0.0, 1.0, True, True),
+    "priority_beta_steps": (0.0, _INF, False, True),
+    "priority_eta": (0.0, 1.0, True, True),
+}
+# Counts that the agents cast to integers (a fractional one would be truncated).
+_INTEGER_HPARAMS = ("target_period",)
+
+
+def _range_text(low: float, high: float, low_in: bool, high_in: bool) -> str:
+    if high == _INF:
+        return f"{'>=' if low_in else '>'} {low:g}"
+    return f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+
+
 def check(s: Settings) -> None:
     """Impossible combinations -> ConfigError with one readable sentence."""
     try:
@@ -228,15 +278,22 @@ def check(s: Settings) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     hp = s.hparams
+    for name, value in hp.items():
+        if math.isnan(value) or (math.isinf(value) and name not in _MAY_BE_INF):
+            raise ConfigError(f"{name} must be a finite number, got {value:g}")
+    for name, (low, high, low_in, high_in) in _HPARAM_RANGES.items():
+        if name not in hp:
+            continue
+        v = hp[name]
+        if not ((low <= v if low_in else low < v) and (v <= high if high_in else v < high)):
+            raise ConfigError(f"{name} must be {_range_text(low, high, low_in, high_in)}, "
+                              f"got {v:g}")
+    for name in _INTEGER_HPARAMS:
+        if name in hp and not float(hp[name]).is_integer():
+            raise ConfigError(f"{name} must be a whole number of updates, got {hp[name]:g}")
+    if "v_min" in hp and not hp["v_min"] < hp["v_max"]:
+        raise ConfigError(f"v_min ({hp['v_min']:g}) must be below v_max ({hp['v_max']:g})")
     if hp["learning_starts"] > s.agent_config.replay_capacity:
         raise ConfigError(
             f"learning_starts ({hp['learning_starts']:g}) exceeds replay_capacity "
             f"({s.agent_config.replay_capacity}): training would never start")
-    if not 0.0 <= hp["discount"] <= 1.0:
-        raise ConfigError(f"discount must be in [0, 1], got {hp['discount']:g}")
-    if hp["learning_rate"] <= 0:
-        raise ConfigError(f"learning_rate must be > 0, got {hp['learning_rate']:g}")
-    for name in ("epsilon_start", "epsilon_end", "epsilon", "eval_epsilon", "target_tau",
-                 "apex_epsilon"):
-        if name in hp and not 0.0 <= hp[name] <= 1.0:
-            raise ConfigError(f"{name} must be in [0, 1], got {hp[name]:g}")

@@ -75,6 +75,17 @@ def run_training(args, start_time: float) -> int:
     if not spec.discrete:
         _fail(f"agent {args.agent!r} needs discrete actions, but {args.env} has a continuous "
               f"action space")
+    from jaxrl57.runners.devices import member_sharding
+    from jaxrl57.runners.footprint import check_fits
+
+    # Before any allocation: a state too large for the machine would otherwise
+    # fail inside XLA. The on-device driver spreads members over the devices.
+    per_device = (len(seeds) // member_sharding(len(seeds)).mesh.devices.size
+                  if envs.is_jax_env(args.env) else len(seeds))
+    try:
+        check_fits(base, spec, len(seeds), members_per_device=per_device)
+    except ValueError as e:  # too large, or settings the env cannot take
+        _fail(str(e))
 
     out = args.out or os.path.join("runs", f"{args.agent}-{args.env.replace(':', '_')}"
                                            f"-s{args.seed}")

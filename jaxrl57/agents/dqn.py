@@ -107,8 +107,9 @@ class DQNConfig:
 
     def validate(self) -> None:
         """Raises ValueError for impossible settings."""
-        if self.batch_size < 1 or self.replay_capacity < 1 or self.n_step < 1:
-            raise ValueError("batch_size, replay_capacity and n_step must be >= 1")
+        for name in ("batch_size", "replay_capacity", "n_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size > self.replay_capacity:
             raise ValueError(
                 f"batch_size ({self.batch_size}) is larger than replay_capacity "
@@ -126,6 +127,18 @@ class DQNConfig:
             raise ValueError(f"dueling is not available with distribution={self.distribution}")
         if self.num_act_taus < 1:
             raise ValueError(f"num_act_taus must be >= 1, got {self.num_act_taus}")
+        if any(size < 1 for size in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be layer sizes >= 1, got {self.hidden_sizes}")
+        if self.torso == "mlp" and not self.hidden_sizes and (
+                self.dueling or self.distribution == "iqn"):
+            # Their MLP heads take the width of the torso's last layer.
+            raise ValueError("hidden_sizes needs at least one layer with dueling or "
+                             "distribution=iqn")
+        # rlax's quantile Huber loss is the plain quantile loss at kappa 0.
+        if not 0.0 <= self.quantile_kappa < float("inf"):
+            raise ValueError(f"quantile_kappa must be finite and >= 0, got {self.quantile_kappa}")
+        if not 0.0 <= self.noisy_sigma0 < float("inf"):
+            raise ValueError(f"noisy_sigma0 must be finite and >= 0, got {self.noisy_sigma0}")
         if self.epsilon_ladder and self.noisy:
             raise ValueError("epsilon_ladder and noisy both set the exploration: choose one")
         if self.replay_storage not in REPLAY_STORAGES:

@@ -78,11 +78,23 @@ class R2D2Config:
                              f"(seq_len {self.seq_len})")
         if not 1 <= self.period <= self.seq_len:
             raise ValueError(f"period must be in [1, seq_len], got {self.period}")
-        if self.n_step < 1 or self.batch_size < 1 or self.replay_capacity < 1:
-            raise ValueError("n_step, batch_size and replay_capacity must be >= 1")
+        for name in ("n_step", "batch_size", "replay_capacity"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size > self.replay_capacity:
             raise ValueError(f"batch_size ({self.batch_size}) is larger than replay_capacity "
                              f"({self.replay_capacity})")
+        for name in ("hidden_sizes", "head_hidden"):
+            if any(size < 1 for size in getattr(self, name)):
+                raise ValueError(f"{name} must be layer sizes >= 1, got {getattr(self, name)}")
+        if self.core_size < 1:
+            raise ValueError(f"core_size must be >= 1, got {self.core_size}")
+        if self.conv_lstm_features < 0:
+            raise ValueError(f"conv_lstm_features must be >= 0 (0: an LSTM core), "
+                             f"got {self.conv_lstm_features}")
+        # h^-1 (rlax.signed_parabolic) divides by rescale_eps.
+        if not 0.0 < self.rescale_eps < float("inf"):
+            raise ValueError(f"rescale_eps must be finite and > 0, got {self.rescale_eps}")
 
 
 @flax.struct.dataclass

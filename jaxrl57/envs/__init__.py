@@ -94,8 +94,9 @@ def _make_jax_env(env_id: str, kwargs: dict[str, Any]) -> JaxEnv:
     allowed = list(inspect.signature(maker).parameters)
     unknown = [k for k in kwargs if k not in allowed]
     if unknown:
-        takes = f"its arguments: {', '.join(allowed)}" if allowed else "it takes no arguments"
-        raise ValueError(f"{env_id}: unknown argument(s) {', '.join(unknown)} ({takes})")
+        takes = (f"accepted: {', '.join(allowed)}" if allowed
+                 else f"{env_id} takes no arguments")
+        raise ValueError(f"unknown argument(s) {', '.join(unknown)} ({takes})")
     return maker(**kwargs)
 
 

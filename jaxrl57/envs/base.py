@@ -17,11 +17,30 @@ Agents know an environment only by its `EnvSpec`.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+
+
+def int_arg(name: str, value: Any, minimum: int) -> int:
+    """`value` as an int >= `minimum`, or ValueError naming the argument.
+
+    Makers' arguments arrive from `--env-arg` as whatever the text parsed to (a
+    string, a float), so the type is checked before the range: comparing a str
+    with an int would raise a TypeError that names neither.
+    """
+    try:
+        if isinstance(value, bool):  # an int subclass, but never a size
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)

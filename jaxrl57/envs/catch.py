@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl57.envs.base import EnvSpec, JaxEnv
+from jaxrl57.envs.base import EnvSpec, JaxEnv, int_arg
 
 
 class CatchState(NamedTuple):
@@ -48,8 +48,7 @@ def make_catch(size: int = 8) -> JaxEnv:
     Episodes last exactly `size - 1` steps; `max_episode_steps = size`, so the env never
     truncates.
     """
-    if size < 2:
-        raise ValueError(f"Catch needs size >= 2, got {size}")
+    size = int_arg("size", size, 2)
 
     def reset(key: jax.Array) -> tuple[CatchState, jax.Array]:
         ball_col = jax.random.randint(key, (), 0, size, jnp.int32)

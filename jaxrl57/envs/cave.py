@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl57.envs.base import EnvSpec, JaxEnv
+from jaxrl57.envs.base import EnvSpec, JaxEnv, int_arg
 
 MAX_EPISODE_STEPS = 1000
 WALL = 255
@@ -52,10 +52,8 @@ class CaveState(NamedTuple):
 def make_cave(size: int = 48, frames: int = 4) -> JaxEnv:
     """CAVE on a `size x size` screen with `frames` stacked frames, as a `JaxEnv` named
     `jax:Cave` (2 actions: 0 fall, 1 up; obs uint8 [size, size, frames])."""
-    if size < 12:
-        raise ValueError(f"Cave needs size >= 12, got {size}")
-    if frames < 1:
-        raise ValueError(f"Cave needs frames >= 1, got {frames}")
+    size = int_arg("size", size, 12)
+    frames = int_arg("frames", frames, 1)
     min_gap, max_gap = size // 3, size // 2
     px = size // 4
     rows = jnp.arange(size, dtype=jnp.int32)[:, None]

@@ -119,13 +119,54 @@ def _spec_from_envpool(env_id: str, pool_spec: Any) -> EnvSpec:
     )
 
 
+# Options `envpool.make` takes besides its config fields (envpool.registration).
+_MAKE_OPTIONS = ("from_pixels", "render_mode", "render_env_id")
+# Config fields that are sizes or counts: 0 or less builds a pool that fails later.
+_POSITIVE_OPTIONS = ("max_episode_steps", "stack_num", "frame_skip", "img_height", "img_width")
+
+
+def _check_overrides(envpool: Any, env_id: str, overrides: dict[str, Any]) -> None:
+    """ValueError, one line, for a name EnvPool's config of `env_id` does not have or a
+    value of the wrong type: EnvPool itself answers with a pybind11 overload list."""
+    defaults = envpool.make_spec(env_id).config._asdict()
+    unknown = [k for k in overrides if k not in defaults and k not in _MAKE_OPTIONS]
+    if unknown:
+        accepted = sorted(k for k in defaults
+                          if k not in ("base_path", "env_seed", "num_envs", "seed"))
+        raise ValueError(f"unknown argument(s) {', '.join(unknown)} "
+                         f"(accepted: {', '.join(accepted)})")
+    for name, value in overrides.items():
+        default = defaults.get(name)
+        if isinstance(default, bool):  # EnvPool takes 0 and 1 too
+            ok, kind = isinstance(value, bool) or value in (0, 1), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            kind = "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{name} must be {kind}, got {value!r}")
+        if name in _POSITIVE_OPTIONS and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
 def envpool_spec(env_id: str, *, train: bool = True, **overrides: Any) -> EnvSpec:
     """The `EnvSpec` of one env of `make_envpool(env_id, ..., train=train, **overrides)`,
-    without creating any environment."""
+    without creating any environment. Bad overrides raise a one-line ValueError."""
     envpool = _import_envpool()
     overrides.pop("num_envs", None)
     overrides.pop("seed", None)
-    pool_spec = envpool.make_spec(env_id, **envpool_kwargs(env_id, train=train, **overrides))
+    _check_overrides(envpool, env_id, overrides)
+    try:
+        pool_spec = envpool.make_spec(env_id, **envpool_kwargs(env_id, train=train,
+                                                               **overrides))
+    except (AssertionError, RuntimeError, TypeError) as e:  # EnvPool's own checks
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"EnvPool rejected {overrides}: {first}") from None
     return _spec_from_envpool(env_id, pool_spec)
 
 

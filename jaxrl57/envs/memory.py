@@ -14,14 +14,13 @@ must answer with action `c`. See `make_memory_chain` for the layout and the retu
 
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl57.envs.base import EnvSpec, JaxEnv
+from jaxrl57.envs.base import EnvSpec, JaxEnv, int_arg
 from jaxrl57.envs.cartpole import CartPoleState, make_cartpole
 
 # ---------------------------------------------------------------- MaskedCartPole
@@ -68,20 +67,6 @@ class MemoryChainState(NamedTuple):
     t: jax.Array
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(
-            f"MemoryChain: {name} must be an integer >= {minimum}, got {value!r}"
-        ) from None
-    if value < minimum:
-        raise ValueError(f"MemoryChain: {name} must be >= {minimum}, got {value}")
-    return value
-
-
 def make_memory_chain(length: int = 10, num_cues: int = 2) -> JaxEnv:
     """The remember-the-cue task as a `JaxEnv` named `jax:MemoryChain`.
 
@@ -107,8 +92,8 @@ def make_memory_chain(length: int = 10, num_cues: int = 2) -> JaxEnv:
     does: its best expected return is `2 / num_cues - 1` (0 for 2 cues, chance level),
     which is also the uniformly random policy's.
     """
-    length = _check_int("length", length, 1)
-    num_cues = _check_int("num_cues", num_cues, 2)
+    length = int_arg("length", length, 1)
+    num_cues = int_arg("num_cues", num_cues, 2)
 
     def render(state: MemoryChainState) -> jax.Array:
         cue = jax.nn.one_hot(state.cue, num_cues, dtype=jnp.float32) * (state.t == 0)
