@@ -8,7 +8,9 @@
 With no arguments it trains `dqn` on `jax:CartPole-v1` (the CartPole-v1
 dynamics written in JAX, so the whole run is one compiled program). `--seeds`
 and `--sweep` train all members in ONE compiled program (`jax.vmap`).
-Bad input ends with one `jaxrl57: error: ...` line and exit status 2.
+Bad input ends with one `jaxrl57: error: ...` line and exit status 2; a
+training whose loss or parameters become non-finite stops with one such line
+and exit status 3, its last good checkpoint kept.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import itertools  # noqa: E402
 import sys  # noqa: E402
 
 EXIT_BAD_INPUT = 2
+EXIT_NON_FINITE = 3
 
 
 class UsageError(Exception):
@@ -42,7 +45,11 @@ def _agent_names() -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxrl57", description="Value-based deep RL in JAX, DQN to Agent57.")
     sub = parser.add_subparsers(dest="command")
-    train = sub.add_parser("train", help="train an agent")
+    train = sub.add_parser(
+        "train", help="train an agent",
+        epilog="exit status: 0 done; 2 bad input, or a corrupt or mismatched checkpoint; "
+               f"{EXIT_NON_FINITE} the loss or the parameters of a member became non-finite "
+               "(NaN or inf): the run stops and keeps its last good checkpoint")
     train.error = parser.error  # type: ignore[method-assign]
     train.add_argument("agent", nargs="?", default="dqn",
                        help=f"preset: {', '.join(_agent_names())} (default dqn)")

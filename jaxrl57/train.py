@@ -1,11 +1,15 @@
 """The training driver behind `jaxrl57 train`: settings, members, loop, outputs.
 
-A run folder holds `args.json` (what was asked), `checkpoint.ckpt` (complete
-state: params, optimizer, replay, env states, RNG, counters, and the metric
-rows so far), `metrics.csv`, `summary.json` and `learning_curve.png`.
-Checkpoints are written after every `--checkpoint-every` log rows, before the
-rows are appended to metrics.csv, so `--resume` restarts from a consistent
-point and rewrites metrics.csv from the checkpoint's rows.
+A run folder holds `args.json` (what was asked), `checkpoint.jaxrl57`
+(complete state: params, optimizer, replay, env states, RNG, counters, and the
+metric rows so far; `jaxrl57.checkpoint`), `metrics.csv`, `summary.json` and
+`learning_curve.png`. Checkpoints are written after every `--checkpoint-every`
+log rows, before the rows are appended to metrics.csv, so `--resume` restarts
+from a consistent point and rewrites metrics.csv from the checkpoint's rows.
+
+After every row the loss and the parameters of every member are checked: a
+non-finite one stops the run with exit status `EXIT_NON_FINITE` before that
+row's state can be checkpointed, so the last checkpoint is the last good state.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import time
 import numpy as np
 
 from jaxrl57 import checkpoint, configs, envs, reporting
-from jaxrl57.cli import UsageError, parse_env_args, parse_members
+from jaxrl57.cli import EXIT_NON_FINITE, UsageError, parse_env_args, parse_members
 from jaxrl57.evaluation import canonical_game_name, human_normalized_score
 
-CKPT = "checkpoint.ckpt"
+CKPT = "checkpoint.jaxrl57"
+OLD_CKPT = "checkpoint.ckpt"  # the pickle format: refused, never read
 
 
 def _fail(message: str):
@@ -122,6 +127,9 @@ def run_training(args, start_time: float) -> int:
     prior_wall = 0.0
     if args.resume:
         if not os.path.exists(ckpt_path):
+            if os.path.exists(os.path.join(out, OLD_CKPT)):
+                _fail(f"--resume {out}: {OLD_CKPT} is of the old pickle format, which is no "
+                      f"longer supported (loading it could run code); start a new run")
             _fail(f"--resume {out}: no checkpoint there yet")
         try:
             state, meta = checkpoint.load(ckpt_path, like=driver.state_template())
@@ -199,7 +207,7 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
     reporting.write_csv(os.path.join(out, "metrics.csv"), header, rows)
     t_loop = time.perf_counter()
     wall0 = prior_wall + (t_loop - start_time)
-    done_rows = len(rows) // K
+    done_rows = saved_rows = len(rows) // K  # resumed runs start from their checkpoint
     while done_rows < total_rows:
         t0 = time.perf_counter()
         new = driver.run_row()  # list of K dicts
@@ -211,8 +219,24 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
             if game:
                 r["eval_hns"] = float(human_normalized_score(game, r["eval_return"]))
         rows.extend(new)
+        bad = _non_finite_members(new, driver.all_finite(), rows[-2 * K:-K] if done_rows > 1
+                                  else None)
+        if bad:
+            # This row's state is never saved: the checkpoint keeps the last good one.
+            reporting.write_csv(os.path.join(out, "metrics.csv"), header, rows)
+            if progress is not None:
+                progress.close()
+            if tensorboard is not None:
+                tensorboard.close()
+            kept = (f"the checkpoint of row {saved_rows} is kept in {ckpt_path}" if saved_rows
+                    else "no checkpoint was written before it")
+            print(f"jaxrl57: error: training became non-finite at row {done_rows} "
+                  f"({done_rows * run_cfg.steps_per_row} env steps per member): {bad}; "
+                  f"stopped, {kept}", file=sys.stderr)
+            return EXIT_NON_FINITE
         if done_rows % max(args.checkpoint_every, 1) == 0 or done_rows == total_rows:
             checkpoint.save(ckpt_path, driver.get_state(), {"rows": rows, "wall_s": wall})
+            saved_rows = done_rows
         reporting.write_csv(os.path.join(out, "metrics.csv"), header, rows)
         if tensorboard is not None:
             _log_scalars(tensorboard, new, header)
@@ -255,6 +279,23 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
     print(f"final eval return {summary['final_eval_return']:.4g} after {env_steps} env steps "
           f"per member, {wall:.1f} s wall; outputs in {out}", file=sys.stderr)
     return 0
+
+
+def _non_finite_members(new: list[dict], params_finite, previous: list[dict] | None) -> str:
+    """Which members of a row went non-finite, as text ('' if none): the loss of a
+    row that made updates (a row without updates logs a NaN loss) or any parameter
+    (`params_finite`: [K] bool, the driver's one reduction over the params)."""
+    found = []
+    for m, r in enumerate(new):
+        what = []
+        updated = r["updates"] > (previous[m]["updates"] if previous else 0)
+        if updated and "loss" in r and not math.isfinite(r["loss"]):
+            what.append(f"loss {r['loss']}")
+        if not params_finite[m]:
+            what.append("parameters")
+        if what:
+            found.append(f"member {m} (seed {r['seed']}) {' and '.join(what)}")
+    return ", ".join(found)
 
 
 def _nan_to_none(x):

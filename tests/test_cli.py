@@ -135,7 +135,7 @@ def tiny_run(tmp_path_factory):
 
 def test_tiny_run_outputs(tiny_run):
     assert sorted(os.listdir(tiny_run)) == [
-        "args.json", "checkpoint.ckpt", "learning_curve.png", "metrics.csv", "summary.json"]
+        "args.json", "checkpoint.jaxrl57", "learning_curve.png", "metrics.csv", "summary.json"]
     rows = _read_csv(os.path.join(tiny_run, "metrics.csv"))
     assert len(rows) == 2  # one member, two log rows
     for col in ("member", "seed", "env_steps", "episode_return", "eval_return", "updates",
@@ -165,14 +165,14 @@ def test_tiny_run_outputs(tiny_run):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(png) > 1000
 
-    state, meta = checkpoint.load(os.path.join(tiny_run, "checkpoint.ckpt"))
+    state, meta = checkpoint.load(os.path.join(tiny_run, "checkpoint.jaxrl57"))
     assert len(meta["rows"]) == 2 and len(state) > 0
 
 
 def test_corrupt_checkpoint(tiny_run, tmp_path, capsys):
     run = str(tmp_path / "run")
     shutil.copytree(tiny_run, run)
-    path = os.path.join(run, "checkpoint.ckpt")
+    path = os.path.join(run, "checkpoint.jaxrl57")
     with open(path, "r+b") as f:
         size = os.path.getsize(path)
         f.seek(size // 2)
@@ -192,7 +192,7 @@ def test_mismatched_checkpoint(tiny_run, tmp_path, capsys):
     driver = JaxDriver("jax:Catch", other, [other.hparams], [0])
     run = str(tmp_path / "run")
     shutil.copytree(tiny_run, run)
-    checkpoint.save(os.path.join(run, "checkpoint.ckpt"), driver.get_state(),
+    checkpoint.save(os.path.join(run, "checkpoint.jaxrl57"), driver.get_state(),
                     {"rows": [], "wall_s": 0.0})
     before = _read_csv(os.path.join(run, "metrics.csv"))
     capsys.readouterr()
@@ -260,7 +260,7 @@ def test_resume_after_sigkill_is_exact(tmp_path, compile_cache):
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *RESUMABLE, "--out", dir_b, "--checkpoint-every", "1"],
         stdout=log, stderr=subprocess.STDOUT, env=env)
-    ckpt = os.path.join(dir_b, "checkpoint.ckpt")
+    ckpt = os.path.join(dir_b, "checkpoint.jaxrl57")
     metrics = os.path.join(dir_b, "metrics.csv")
     try:
         deadline = time.monotonic() + 240
@@ -296,7 +296,7 @@ def test_resume_after_sigkill_is_exact(tmp_path, compile_cache):
     assert sa["final_eval_return"] == sb["final_eval_return"]
     assert sa["per_member"] == sb["per_member"]
     # The final states are bit-identical too.
-    state_a, _ = checkpoint.load(os.path.join(dir_a, "checkpoint.ckpt"))
+    state_a, _ = checkpoint.load(os.path.join(dir_a, "checkpoint.jaxrl57"))
     state_b, _ = checkpoint.load(ckpt)
     assert len(state_a) == len(state_b)
     assert all(np.array_equal(x, y) for x, y in zip(state_a, state_b, strict=True))
@@ -306,7 +306,7 @@ def test_resume_after_sigkill_is_exact(tmp_path, compile_cache):
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = str(tmp_path / "checkpoint.ckpt")
+    path = str(tmp_path / "checkpoint.jaxrl57")
     state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "n": np.int32(7)}
     checkpoint.save(path, state, {"rows": [{"a": 1}]})
 
@@ -320,8 +320,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
                         {"rows": [{"a": 1}, {"a": 2}]})
     monkeypatch.undo()
     # A partial temporary file left by a process killed while writing.
-    with open(tmp_path / ".checkpoint.ckpt.tmp-99999", "wb") as f:
-        f.write(checkpoint.MAGIC + b" 0123\n\x80garbage")
+    with open(tmp_path / ".checkpoint.jaxrl57.tmp-99999", "wb") as f:
+        f.write(checkpoint.MAGIC + b"\x80garbage")
 
     loaded, meta = checkpoint.load(path, like=state)
     np.testing.assert_array_equal(loaded["w"], state["w"])
@@ -330,7 +330,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_checkpoint_load_rejects_bad_files(tmp_path):
-    path = str(tmp_path / "checkpoint.ckpt")
+    path = str(tmp_path / "checkpoint.jaxrl57")
     state = {"w": np.arange(1000, dtype=np.float32)}
     checkpoint.save(path, state, {"rows": []})
     data = open(path, "rb").read()

@@ -1,13 +1,15 @@
 """Drivers: the host-side object the command line steps row by row.
 
 A driver owns the complete state of a run for K members and exposes
-`run_row() -> [K row dicts]`, `get_state()` / `set_state()` (for checkpoints)
-and `state_template()` (the expected tree, to validate a checkpoint).
+`run_row() -> [K row dicts]`, `get_state()` / `set_state()` (for checkpoints),
+`state_template()` (the expected tree, to validate a checkpoint) and
+`all_finite() -> [K] bool` (every parameter of each member is finite).
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxrl57.runners.devices import member_sharding, over_members
@@ -18,6 +20,15 @@ def stack_hparams(member_hparams: list[dict], hparams_cls):
     """The members' traced hyperparameters, stacked along a leading member axis."""
     members = [hparams_cls.create(**h) for h in member_hparams]
     return jax.tree.map(lambda *xs: np.stack(xs), *members)
+
+
+@jax.jit
+def params_finite(params) -> jax.Array:
+    """[K] bool: every parameter of member k is finite (leaves [K, ...]); one
+    reduction on the device, so a row's check moves K booleans to the host."""
+    flags = [jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1)
+             for x in jax.tree.leaves(params)]
+    return jnp.stack(flags).all(axis=0)
 
 
 def _rows_to_dicts(rows, num_members: int) -> list[dict]:
@@ -59,6 +70,9 @@ class JaxDriver:
     def run_row(self) -> list[dict]:
         self.state, rows = self._row(self.state)
         return _rows_to_dicts(rows, self.num_members)
+
+    def all_finite(self) -> np.ndarray:
+        return np.asarray(params_finite(self.state.agent.params))
 
     def state_template(self):
         return self.state

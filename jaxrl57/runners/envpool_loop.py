@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl57.runners.devices import over_members
-from jaxrl57.runners.driver import stack_hparams
+from jaxrl57.runners.driver import params_finite, stack_hparams
 from jaxrl57.runners.on_device import RunConfig
 
 
@@ -268,6 +268,10 @@ class EnvPoolDriver:
         envpool_xla.reset(self.eval_envs.pool)
         _, returns = self._eval_program(self._eval_handle, agent_state, key)
         return np.asarray(returns, np.float64)
+
+    def all_finite(self) -> np.ndarray:
+        """[K] bool: every parameter of each member is finite."""
+        return np.asarray(params_finite(self.state["agent"].params))
 
     def state_template(self):
         return self.state
