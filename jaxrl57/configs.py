@@ -164,6 +164,24 @@ class Settings:
         return fields(self.family)[1]
 
 
+def dqn_run_updates(run: RunConfig, learning_starts: float, batch_size: int,
+                    n_step: int) -> int:
+    """Gradient updates a DQN-family run makes (`runners.on_device`, EnvPool loops).
+
+    Each of the run's phases steps the `num_envs` envs `train_every` times, then
+    makes `updates_per_train` updates once the replay holds
+    `max(learning_starts, batch_size)` transitions. The replay of whole n-step
+    transitions holds `num_envs * (s - n_step + 1)` after s steps of each env, so
+    this is its exact count. The frame replay also closes n-step windows early
+    at episode ends, so it may start learning up to `n_step - 1` env steps
+    sooner: this is then a lower bound, short by at most one phase.
+    """
+    phases = run.num_rows * run.phases_per_row
+    needed = -(-max(learning_starts, batch_size) // run.num_envs) + n_step - 1  # env steps
+    first = max(1, int(-(-needed // run.train_every)))
+    return max(0, phases - first + 1) * run.updates_per_train
+
+
 def resolve(agent: str, env_id: str, overrides: dict[str, str],
             steps: int | None = None) -> Settings:
     """Merges preset, env family defaults and overrides; raises ConfigError."""
@@ -219,6 +237,19 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
             warmup = static["seq_len"] + hp["learning_starts"] * static["period"] / r.num_envs
         hp["lr_decay_updates"] = max(
             1.0, (iterations - warmup) / r.train_every * r.updates_per_train)
+    if is_dqn and family == "atari" and "epsilon_decay_start" not in overrides:
+        # Epsilon anneals from the end of the replay warm-up (the Lua learner's
+        # `eGreedy` counts from `learn_start`; dqn_zoo's schedule begins there).
+        hp["epsilon_decay_start"] = hp["learning_starts"]
+    if is_dqn and "priority_beta_steps" not in overrides and "priority_beta_steps" not in {
+            **preset_hp, **dqn.ATARI_PRESET_HPARAMS.get(agent, {})}:
+        # Schaul et al. 2016, sec. 3.4: beta reaches 1 at the end of learning, so
+        # it anneals over the updates of this run (the update after
+        # `priority_beta_steps` updates is the last). A preset that sets it keeps
+        # its own (Ape-X: a fixed beta).
+        updates = dqn_run_updates(RunConfig(**run), hp["learning_starts"],
+                                  static["batch_size"], static["n_step"])
+        hp["priority_beta_steps"] = float(max(1, updates - 1))
     settings = Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family)
     check(settings)
     return settings

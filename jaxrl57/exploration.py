@@ -29,19 +29,25 @@ def linear_epsilon(
     start: Numeric = 1.0,
     end: Numeric = 0.1,
     decay_steps: Numeric = 1_000_000,
+    decay_start: Numeric = 0,
 ) -> Array:
     """Linearly annealed epsilon of Nature DQN (Mnih et al. 2015, Methods).
 
-        epsilon(step) = end + (start - end) * max(0, 1 - step / decay_steps)
+        epsilon(step) = end + (start - end) * clip(1 - (step - decay_start) / decay_steps, 0, 1)
 
-    i.e. ``start`` at step 0, ``end`` from ``decay_steps`` on (1.0 → 0.1 over the first
-    million frames in the paper). Every argument may be a traced array.
+    i.e. ``start`` until ``decay_start``, then linearly to ``end`` over ``decay_steps``
+    steps (1.0 → 0.1 over a million agent steps in the paper). The released Nature code
+    starts the decay when learning starts (``NeuralQLearner.lua``: ``ep_start`` to
+    ``ep_end`` over ``ep_endt`` steps counted from ``learn_start``), as does dqn_zoo
+    (its ``LinearSchedule`` begins at the replay warm-up); ``decay_start = 0`` anneals
+    from the first step. Every argument may be a traced array.
     """
     step = jnp.asarray(step, jnp.float32)
     start = jnp.asarray(start, jnp.float32)
     end = jnp.asarray(end, jnp.float32)
     decay_steps = jnp.asarray(decay_steps, jnp.float32)
-    frac = jnp.clip(1.0 - step / jnp.maximum(decay_steps, 1.0), 0.0, 1.0)
+    elapsed = step - jnp.asarray(decay_start, jnp.float32)
+    frac = jnp.clip(1.0 - elapsed / jnp.maximum(decay_steps, 1.0), 0.0, 1.0)
     return end + (start - end) * frac
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "categorical_projection",
     "categorical_dqn_loss",
     "categorical_double_dqn_loss",
+    "categorical_kl_priority",
     "quantile_midpoints",
     "quantile_dqn_loss",
     "iqn_loss",
@@ -375,6 +376,48 @@ def categorical_double_dqn_loss(
     )(atoms, logits_tm1, a_tm1, r_t, discount_t, atoms, logits_t_target, q_t_online)
     chex.assert_shape(per_example, a_tm1.shape)
     return _weighted_mean(per_example, weights), per_example
+
+
+def categorical_kl_priority(
+    cross_entropy: Array,
+    r_t: Array,
+    discount_t: Array,
+    logits_t_target: Array,
+    atoms: Array,
+    q_t_selector: Array | None = None,
+) -> Array:
+    """Replay priority of Rainbow: the KL loss of C51 (Hessel et al. 2018, sec. 3, eq. 3).
+
+    Rainbow prioritises transitions by the KL divergence that the distributional
+    loss minimises, ``KL(m || p_tm1[a_tm1])``, with ``m`` the projected target of
+    :func:`categorical_dqn_loss` / :func:`categorical_double_dqn_loss`. The loss
+    itself is the cross-entropy, which differs from the KL by the target's entropy:
+        priority_b = cross_entropy_b - H(m_b),    H(m) = -sum_i m_i log m_i
+    ``H(m)`` carries no gradient to the online network, so the losses' gradients are
+    those of the KL. With the cross-entropy alone, a transition whose target is
+    spread over many atoms would keep a high priority however well it is learned.
+    ``m`` is rebuilt as rlax builds it (greedy next action of ``q_t_selector``, or of
+    the target mean when None). Clipped at 0 against rounding; no gradient.
+
+    Args:
+      cross_entropy: [B] the per-example loss of the categorical loss.
+      r_t, discount_t: [B].
+      logits_t_target: [B, A, N] target-network logits at s_t.
+      atoms: [N] the fixed support.
+      q_t_selector: optional [B, A] online values selecting the next action (double Q).
+
+    Returns:
+      [B] the KL priorities.
+    """
+    chex.assert_rank([cross_entropy, r_t, discount_t, logits_t_target, atoms], [1, 1, 1, 3, 1])
+    probs_t = jax.nn.softmax(logits_t_target, axis=-1)
+    selector = jnp.sum(probs_t * atoms, axis=-1) if q_t_selector is None else q_t_selector
+    chex.assert_equal_shape([selector, probs_t[..., 0]])
+    a_t = jnp.argmax(selector, axis=-1)
+    p_target = jnp.take_along_axis(probs_t, a_t[:, None, None], axis=1)[:, 0]
+    target = categorical_projection(atoms, p_target, r_t, discount_t)
+    entropy = -jnp.sum(jax.scipy.special.xlogy(target, target), axis=-1)
+    return jax.lax.stop_gradient(jnp.maximum(cross_entropy - entropy, 0.0))
 
 
 def quantile_midpoints(num_quantiles: int, dtype=jnp.float32) -> Array:

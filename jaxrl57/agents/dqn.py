@@ -11,11 +11,16 @@
   categorical return distribution on fixed atoms), QR-DQN (Dabney et al.
   2018a, fixed quantile fractions), IQN (Dabney et al. 2018b, sampled
   fractions). Actions are greedy in the distribution's mean; with
-  `prioritized`, the per-example loss (cross-entropy or quantile loss) is the
-  priority, as in Rainbow.
+  `prioritized`, C51 transitions are prioritised by the KL divergence of the
+  loss (Hessel et al. 2018, sec. 3: cross-entropy minus the entropy of the
+  projected target, `losses.categorical_kl_priority`), quantile ones by the
+  per-example quantile loss.
 * Noisy nets (`noisy`): factorised-Gaussian head layers (Fortunato et al.
   2018) with a fresh noise key for each forward pass; acting is greedy in the
-  noisy values (no epsilon-greedy) and evaluation uses the mean weights.
+  noisy values (no epsilon-greedy) and evaluation uses the mean weights. With
+  double Q, the online pass that selects the next action draws its own noise,
+  independent of the online pass at s_tm1 (Fortunato et al. 2018, sec. 3.1:
+  the NoisyNet-Dueling target selects b*(y) with its own noise eps'').
 * Rainbow (Hessel et al. 2018): C51 + double + dueling + noisy + n-step +
   prioritized, the `rainbow` preset.
 * Ape-X (Horgan et al. 2018): double + dueling + 3-step + prioritized, with
@@ -38,10 +43,13 @@ static `DQNConfig`; every numeric setting that does not change a shape is a
 traced array in `DQNHParams`, so `jax.vmap(agent.init)(keys, hparams)`
 gives a population whose members differ in learning rate, discount, ...
 
-Target network: every `target_period` gradient updates the target moves to
-`tau * online + (1 - tau) * target`. `tau = 1` is the periodic copy of
-Nature DQN; `target_period = 1` with a small `tau` is Polyak averaging.
-Both are traced, so both can be swept.
+Target network: every `target_period` gradient UPDATES (not env steps) the
+target moves to `tau * online + (1 - tau) * target`. `tau = 1` is the
+periodic copy of Nature DQN; `target_period = 1` with a small `tau` is Polyak
+averaging. Both are traced, so both can be swept. The papers count the
+period in agent steps or frames; the Atari presets convert at their one
+update per 4 agent steps (16 frames), e.g. Nature's 10,000 agent steps are
+2,500 updates.
 """
 
 from __future__ import annotations
@@ -161,9 +169,10 @@ class DQNHParams:
     epsilon_start: jax.Array
     epsilon_end: jax.Array
     epsilon_decay_steps: jax.Array  # env steps
+    epsilon_decay_start: jax.Array  # env steps at epsilon_start before the decay begins
     eval_epsilon: jax.Array
     learning_starts: jax.Array  # transitions in replay before the first update
-    target_period: jax.Array  # gradient updates between target moves
+    target_period: jax.Array  # gradient updates (not env steps) between target moves
     target_tau: jax.Array
     huber_delta: jax.Array
     max_grad_norm: jax.Array
@@ -171,7 +180,7 @@ class DQNHParams:
     rmsprop_decay: jax.Array
     priority_alpha: jax.Array
     priority_beta_start: jax.Array
-    priority_beta_steps: jax.Array  # updates over which beta anneals to 1
+    priority_beta_steps: jax.Array  # updates over which beta anneals to 1 (`priority_beta`)
     v_min: jax.Array  # C51 support [v_min, v_max]
     v_max: jax.Array
     apex_epsilon: jax.Array  # epsilon ladder (`epsilon_ladder`), Ape-X sec. 4.1
@@ -185,8 +194,8 @@ class DQNHParams:
 
 DEFAULT_HPARAMS: dict[str, float] = dict(
     learning_rate=1e-3, lr_final_fraction=1.0, lr_decay_updates=1.0, discount=0.99,
-    epsilon_start=1.0, epsilon_end=0.05,
-    epsilon_decay_steps=10_000, eval_epsilon=0.0, learning_starts=1_000, target_period=500,
+    epsilon_start=1.0, epsilon_end=0.05, epsilon_decay_steps=10_000, epsilon_decay_start=0.0,
+    eval_epsilon=0.0, learning_starts=1_000, target_period=500,
     target_tau=1.0, huber_delta=1.0, max_grad_norm=10.0, optimizer_eps=1e-8,
     rmsprop_decay=0.95, priority_alpha=0.6, priority_beta_start=0.4,
     priority_beta_steps=100_000, v_min=-10.0, v_max=10.0, apex_epsilon=0.4, apex_alpha=7.0,
@@ -207,9 +216,15 @@ class DQNState(NamedTuple):
 def make_optimizer(config: DQNConfig, hp: DQNHParams) -> optax.GradientTransformation:
     """Gradient clipping then Adam, or the centered RMSProp of Nature DQN.
 
-    Nature DQN's RMSProp (Graves 2013, eq. 38-41): decay 0.95 for both
-    moments, 0.01 added inside the square root; optax's centered rmsprop is
-    exactly that form.
+    Nature DQN's RMSProp (Graves 2013, eq. 38-41; `NeuralQLearner.lua` of the
+    released code): decay 0.95 for both moments and the step
+    `lr * g / sqrt(E[g^2] - E[g]^2 + 0.01)`, eps inside the square root as in
+    optax's centered rmsprop. That 0.01 is for gradients of a loss SUMMED over
+    the batch of 32; the losses here average over the batch, so the gradients
+    are 32 times smaller and their squares 32^2 times: `optimizer_eps = 0.01 /
+    32**2` gives the same step (dqn_zoo's value; tested). Adam's eps sits
+    outside the square root, so there a batch-mean loss divides it by the
+    batch size once (Bellemare et al. 2017: 0.01 / 32).
     """
     clip = optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=hp.max_grad_norm)
     learning_rate = annealed_learning_rate(hp)
@@ -219,6 +234,41 @@ def make_optimizer(config: DQNConfig, hp: DQNHParams) -> optax.GradientTransform
         opt = optax.rmsprop(learning_rate=learning_rate, decay=hp.rmsprop_decay,
                             eps=hp.optimizer_eps, centered=True)
     return optax.chain(clip, opt)
+
+
+def priority_beta(hp: DQNHParams, updates):
+    """The importance-sampling exponent at the update that follows `updates` updates.
+
+    Schaul et al. 2016, sec. 3.4: beta anneals linearly from `priority_beta_start`
+    to 1, reached at the end of learning; here 1 is reached once `updates`
+    equals `priority_beta_steps`, which `jaxrl57.configs.resolve` derives from
+    the run's number of updates (Ape-X keeps it infinite: a fixed beta).
+    """
+    progress = jnp.minimum(1.0, updates / hp.priority_beta_steps)
+    return hp.priority_beta_start + (1.0 - hp.priority_beta_start) * progress
+
+
+def online_passes(forward, params, obs_tm1, obs_t, key, taus=None, *,
+                  independent_noise: bool = False):
+    """The online network's outputs at s_tm1 and, for double Q, at s_t: [B or 2B, ...].
+
+    `forward(params, obs, key, taus)` is the agent's network call and `obs_t`
+    is None without double Q. One pass over the concatenated batch is cheaper;
+    with noisy layers that pass shares one noise sample between the value
+    learned at s_tm1 and the selection of the next action, so with
+    `independent_noise` the selection pass draws its own (Fortunato et al.
+    2018, sec. 3.1: the NoisyNet-Dueling loss selects b*(y) under noise eps''
+    independent of the eps of Q(x, a)). `taus` [B or 2B, N]: IQN's fractions.
+    """
+    if obs_t is None:
+        return forward(params, obs_tm1, key, taus)
+    B = obs_tm1.shape[0]
+    if not independent_noise:
+        return forward(params, jnp.concatenate([obs_tm1, obs_t]), key, taus)
+    taus_tm1, taus_t = (None, None) if taus is None else (taus[:B], taus[B:])
+    select_key = jax.random.fold_in(key, 1)
+    return jnp.concatenate([forward(params, obs_tm1, key, taus_tm1),
+                            forward(params, obs_t, select_key, taus_t)])
 
 
 def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
@@ -296,7 +346,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         if config.epsilon_ladder:
             return exploration.apex_epsilons(num_envs, hp.apex_epsilon, hp.apex_alpha)
         return exploration.linear_epsilon(state.env_steps, hp.epsilon_start, hp.epsilon_end,
-                                          hp.epsilon_decay_steps)
+                                          hp.epsilon_decay_steps, hp.epsilon_decay_start)
 
     def act(state: DQNState, obs, key):
         q_key, key = jax.random.split(key)
@@ -345,27 +395,30 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         online_key, target_key, tau_key, tau_t_key = jax.random.split(key, 4)
         B = batch.action.shape[0]
         a, r, d = batch.action, batch.reward, batch.discount
-        # One pass of the online net over obs and next_obs together when the
-        # next action is chosen by the online net (double Q).
-        obs = jnp.concatenate([batch.obs, batch.next_obs]) if config.double else batch.obs
+        num_online = 2 * B if config.double else B
+        taus = (sample_taus(tau_key, config.num_atoms, (num_online,)) if dist == "iqn"
+                else None)
+        online = online_passes(forward, params, batch.obs,
+                               batch.next_obs if config.double else None, online_key, taus,
+                               independent_noise=config.noisy)
         if dist == "iqn":
-            taus = sample_taus(tau_key, config.num_atoms, (obs.shape[0],))
-            online = forward(params, obs, online_key, taus)
             target = forward(target_params, batch.next_obs, target_key,
                              sample_taus(tau_t_key, config.num_atoms, (B,)))
         else:
-            online = forward(params, obs, online_key)
             target = forward(target_params, batch.next_obs, target_key)
         out_tm1 = online[:B]
         if dist == "c51":
             z = atoms(hp)
             q_tm1 = expected_q(out_tm1, z)
+            q_select = expected_q(online[B:], z) if config.double else None
             if config.double:
                 loss, per = losses.categorical_double_dqn_loss(
-                    out_tm1, a, r, d, target, expected_q(online[B:], z), z, weights=weights)
+                    out_tm1, a, r, d, target, q_select, z, weights=weights)
             else:
                 loss, per = losses.categorical_dqn_loss(out_tm1, a, r, d, target, z,
                                                         weights=weights)
+            if config.prioritized:
+                per = losses.categorical_kl_priority(per, r, d, target, z, q_select)
         elif dist in ("qr", "iqn"):
             q_tm1 = jnp.mean(out_tm1, axis=-2)
             q_select = jnp.mean(online[B:], axis=-2) if config.double else None
@@ -402,8 +455,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         else:  # the loss draws nothing: plain DQN keeps its sampling stream
             loss_key = key
         if config.prioritized:
-            beta = hp.priority_beta_start + (1.0 - hp.priority_beta_start) * jnp.minimum(
-                1.0, state.updates / hp.priority_beta_steps)
+            beta = priority_beta(hp, state.updates)
         if frames:
             stored = dict(stack_size=spec.obs_shape[0], n_step=config.n_step, gamma=hp.discount)
             if config.prioritized:
@@ -455,21 +507,51 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
 
 # Named presets: (static config fields, traced hyperparameters). The Atari
 # values are those of the papers; `jaxrl57.configs` adapts them per env family.
+
+# One gradient update every 4 agent steps (Mnih et al. 2015, Extended Data
+# Table 1, "update frequency 4"; an agent step is 4 frames): the papers'
+# periods, counted in agent steps or frames, become `target_period` updates.
+AGENT_STEPS_PER_UPDATE = 4
+FRAMES_PER_AGENT_STEP = 4
+
+# Mnih et al. 2015, Extended Data Table 1, and the released Lua code
+# (`run_gpu`, `NeuralQLearner.lua`), which dqn_zoo's `dqn/run_atari.py` follows.
 NATURE_ATARI_HPARAMS = dict(
-    learning_rate=2.5e-4, discount=0.99, epsilon_start=1.0, epsilon_end=0.1,
-    epsilon_decay_steps=1_000_000, eval_epsilon=0.05, learning_starts=50_000,
-    target_period=10_000, target_tau=1.0, huber_delta=1.0, max_grad_norm=float("inf"),
-    optimizer_eps=0.01, rmsprop_decay=0.95,
+    learning_rate=2.5e-4,  # "learning rate 0.00025"
+    discount=0.99,  # "discount factor 0.99"
+    epsilon_start=1.0,  # "initial exploration 1"
+    epsilon_end=0.1,  # "final exploration 0.1"
+    # "final exploration frame 1,000,000": agent steps in the code (`ep_endt`;
+    # dqn_zoo: 4M frames), annealed from the end of the replay warm-up on
+    # (`eGreedy` counts from `learn_start`; dqn_zoo's schedule `begin_t`).
+    epsilon_decay_steps=1_000_000,
+    epsilon_decay_start=50_000,
+    eval_epsilon=0.05,  # Methods, evaluation: epsilon-greedy with epsilon 0.05
+    learning_starts=50_000,  # "replay start size 50,000"
+    # "target network update frequency 10,000": the table's gloss says parameter
+    # updates, but the code copies when `numSteps % target_q == 1`, numSteps
+    # counting agent steps, and dqn_zoo copies every 4e4 frames: 10,000 agent
+    # steps, 2,500 updates.
+    target_period=10_000 / AGENT_STEPS_PER_UPDATE,
+    target_tau=1.0,
+    huber_delta=1.0,  # Methods: the error term clipped to [-1, 1]
+    max_grad_norm=float("inf"),  # no gradient clipping in the paper or the code
+    # "min squared gradient 0.01", for gradients of the loss summed over the
+    # batch of 32; the loss here is the batch mean (`make_optimizer`, dqn_zoo).
+    optimizer_eps=0.01 / 32**2,
+    rmsprop_decay=0.95,  # "gradient momentum 0.95", "squared gradient momentum 0.95"
 )
 
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
     # Mnih et al. 2015, Extended Data Table 1.
     "dqn": (dict(), dict()),
-    # van Hasselt et al. 2016 ("tuned": eps_end 0.01, eval eps 0.001, target 30k frames).
+    # van Hasselt et al. 2016, sec. 4 (eq. 4: the online net selects, the target evaluates).
     "double_dqn": (dict(double=True), dict()),
-    # Wang et al. 2016: dueling + double, gradient norm clipped to 10.
+    # Wang et al. 2016, sec. 3 and 4.2: dueling + double.
     "dueling": (dict(double=True, dueling=True), dict()),
-    # Schaul et al. 2016: proportional, alpha 0.6, beta 0.4 -> 1, double DQN.
+    # Schaul et al. 2016, sec. 3.3-3.4 and 4 (proportional): alpha 0.6,
+    # beta 0.4 annealed to 1 at the end of learning (`priority_beta_steps` is
+    # derived from the run by `jaxrl57.configs.resolve`), double DQN.
     "prioritized": (dict(double=True, prioritized=True), dict(priority_alpha=0.6,
                                                              priority_beta_start=0.4)),
     # Bellemare et al. 2017: 51 atoms on [-10, 10], Adam.
@@ -479,47 +561,69 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
     # Dabney et al. 2018b: N = N' = 64 sampled fractions, K = 32 to act, kappa 1.
     "iqn": (dict(distribution="iqn", num_atoms=64, num_act_taus=32, optimizer="adam"), dict()),
     # Hessel et al. 2018, Table 1: C51 + double + dueling + noisy (sigma0 0.5) +
-    # 3-step + proportional prioritized replay (alpha 0.5, beta 0.4 -> 1, the
-    # cross-entropy as priority); no epsilon-greedy.
+    # 3-step + proportional prioritized replay (alpha 0.5, beta 0.4 -> 1 over the
+    # run, the KL loss as priority, sec. 3); no epsilon-greedy ("exploration 0").
     "rainbow": (dict(distribution="c51", num_atoms=51, double=True, dueling=True, noisy=True,
                      noisy_sigma0=0.5, n_step=3, prioritized=True, optimizer="adam"),
                 dict(priority_alpha=0.5, priority_beta_start=0.4, epsilon_start=0.0,
                      epsilon_end=0.0)),
     # Horgan et al. 2018, sec. 4.1 and appendix: double + dueling, 3-step,
     # proportional prioritized replay with alpha 0.6 and a FIXED beta 0.4 (no
-    # annealing: beta_steps is set beyond any run), the epsilon ladder
-    # 0.4 ** (1 + 7 i / (N - 1)) over the envs.
+    # annealing: infinite beta_steps), the epsilon ladder 0.4 ** (1 + 7 i / (N - 1))
+    # over the envs.
     "apex": (dict(double=True, dueling=True, n_step=3, prioritized=True, epsilon_ladder=True),
-             dict(priority_alpha=0.6, priority_beta_start=0.4, priority_beta_steps=1e15,
-                  apex_epsilon=0.4, apex_alpha=7.0)),
+             dict(priority_alpha=0.6, priority_beta_start=0.4,
+                  priority_beta_steps=float("inf"), apex_epsilon=0.4, apex_alpha=7.0)),
 }
+
+# van Hasselt et al. 2016, "Double DQN (tuned)" (the human-starts evaluation):
+# exploration 0.01 during learning and 0.001 in evaluation, target copied every
+# 30,000 instead of 10,000 (in Nature's units, agent steps: dqn_zoo's `double_q`
+# copies every 1.2e5 frames), so 7,500 updates; the rest as Nature (RMSProp,
+# 0.00025, eps 0.01 / 32**2). Its single shared output bias is not modelled.
+_TUNED_DOUBLE_DQN = dict(epsilon_end=0.01, eval_epsilon=0.001,
+                         target_period=30_000 / AGENT_STEPS_PER_UPDATE)
 
 ATARI_PRESET_HPARAMS: dict[str, dict[str, float]] = {
     "dqn": dict(),
-    "double_dqn": dict(epsilon_end=0.01, eval_epsilon=0.001, target_period=7_500),
-    "dueling": dict(epsilon_end=0.01, eval_epsilon=0.001, target_period=7_500,
-                    max_grad_norm=10.0),
-    # Prioritized replay: step size divided by 4 (Schaul et al. 2016, sec. 4).
-    "prioritized": dict(epsilon_end=0.01, eval_epsilon=0.001, target_period=7_500,
-                        learning_rate=2.5e-4 / 4),
-    # Adam epsilon 0.01 / batch size 32 (Bellemare et al. 2017; Dabney et al. 2018a, b).
+    "double_dqn": dict(_TUNED_DOUBLE_DQN),
+    # Wang et al. 2016, sec. 4.2: the tuned Double DQN's settings, a slightly
+    # lower learning rate (6.25e-5 against 2.5e-4) and gradients clipped to norm
+    # 10; the 1/sqrt(2) gradient rescale is in the network (`networks.DuelingHead`).
+    "dueling": dict(_TUNED_DOUBLE_DQN, learning_rate=6.25e-5, max_grad_norm=10.0),
+    # Schaul et al. 2016, sec. 4: the tuned Double DQN's settings with "only a
+    # single hyperparameter adjustment", the step size divided by 4. (dqn_zoo's
+    # `prioritized` also divides the RMSProp eps by 4**2; the paper does not.)
+    "prioritized": dict(_TUNED_DOUBLE_DQN, learning_rate=2.5e-4 / 4),
+    # Bellemare et al. 2017, sec. 5: Adam, learning rate 0.00025, eps 0.01 / L
+    # with L = 32 the batch (Adam's eps is outside the square root: 0.01 for a
+    # summed loss is 0.01 / 32 for this batch-mean one; dqn_zoo's `c51` too);
+    # exploration 0.01 and evaluation 0.001 as the tuned Double DQN; target and
+    # replay warm-up as Nature (dqn_zoo: 4e4 frames, 5 % of 1M).
     "c51": dict(learning_rate=2.5e-4, optimizer_eps=0.01 / 32, epsilon_end=0.01,
                 eval_epsilon=0.001, v_min=-10.0, v_max=10.0),
+    # Dabney et al. 2018a, sec. 5: Adam 0.00005 with eps 0.01 / 32, the rest as C51.
     "qr_dqn": dict(learning_rate=5e-5, optimizer_eps=0.01 / 32, epsilon_end=0.01,
                    eval_epsilon=0.001),
+    # Dabney et al. 2018b, sec. 5: the optimizer and schedule of QR-DQN.
     "iqn": dict(learning_rate=5e-5, optimizer_eps=0.01 / 32, epsilon_end=0.01,
                 eval_epsilon=0.001),
-    # Hessel et al. 2018, Table 1 (frames / 4 = agent steps): learning starts
-    # after 80k frames, target every 32k frames (8k agent steps, 2k updates),
-    # Adam 6.25e-5 with eps 1.5e-4.
-    "rainbow": dict(learning_rate=6.25e-5, optimizer_eps=1.5e-4, learning_starts=20_000,
-                    target_period=2_000, max_grad_norm=10.0, epsilon_start=0.0,
-                    epsilon_end=0.0, eval_epsilon=0.001, v_min=-10.0, v_max=10.0,
-                    priority_beta_steps=12_500_000),
+    # Hessel et al. 2018, Table 1: learning starts after 80K frames (20k agent
+    # steps), target every 32K frames (8k agent steps: 2,000 updates), Adam
+    # 0.0000625 with eps 1.5e-4, exploration 0 (noisy nets); gradients clipped
+    # to norm 10 as dqn_zoo's `rainbow`. Beta reaches 1 at the run's end.
+    "rainbow": dict(learning_rate=6.25e-5, optimizer_eps=1.5e-4,
+                    learning_starts=80_000 / FRAMES_PER_AGENT_STEP,
+                    target_period=32_000 / FRAMES_PER_AGENT_STEP / AGENT_STEPS_PER_UPDATE,
+                    max_grad_norm=10.0, epsilon_start=0.0, epsilon_end=0.0,
+                    eval_epsilon=0.001, v_min=-10.0, v_max=10.0),
     # Horgan et al. 2018, appendix: centered RMSProp (lr 0.00025 / 4, decay
     # 0.95, eps 1.5e-7), gradients clipped to norm 40, target copied every
-    # 2500 updates, learning from 50k transitions; evaluation epsilon 0.001
-    # (the protocol of issue 5; the paper's evaluation used its actors).
+    # 2500 updates ("training batches"), learning from 50k transitions;
+    # evaluation epsilon 0.001 (the other presets' protocol; the paper's
+    # evaluation used its actors). The eps is the paper's number as it stands: its
+    # TensorFlow learner's loss reduction is not stated, and 1.5e-7 is not a
+    # batch-size conversion of Nature's 0.01 (0.01 / 512**2 = 3.8e-8).
     "apex": dict(learning_rate=2.5e-4 / 4, optimizer_eps=1.5e-7, rmsprop_decay=0.95,
                  max_grad_norm=40.0, target_period=2_500, learning_starts=50_000,
                  eval_epsilon=0.001),
@@ -531,7 +635,9 @@ ATARI_PRESET_HPARAMS: dict[str, dict[str, float]] = {
 # (19 batches/s against ~12.5k agent steps/s, Horgan et al. 2018, sec. 4.1):
 # 64 envs with one update every 10 batch steps give 512 / 640 = 0.8.
 ATARI_PRESET_STATIC: dict[str, dict[str, Any]] = {
-    "apex": dict(batch_size=512, replay_capacity=1_000_000, optimizer="rmsprop"),
+    # Horgan et al. 2018, appendix: the replay is soft-limited to 2 million
+    # transitions (2M 84x84 frames with the frame replay).
+    "apex": dict(batch_size=512, replay_capacity=2_000_000, optimizer="rmsprop"),
 }
 ATARI_PRESET_RUN: dict[str, dict[str, Any]] = {
     "apex": dict(num_envs=64, train_every=10, updates_per_train=1),

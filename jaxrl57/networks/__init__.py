@@ -84,9 +84,14 @@ def make_q_network(
     elif noisy:
         head = (NoisyDuelingHead(num_actions, hidden_sizes=head_hidden, sigma0=sigma0)
                 if dueling else NoisyQHead(num_actions, hidden_sizes=head_hidden, sigma0=sigma0))
+    elif dueling:
+        # Both streams backpropagate into the shared conv features; Wang et al.
+        # 2016, sec. 4.2, rescale their sum by 1/sqrt(2). The MLP torsos of the
+        # small tasks are not the paper's network and keep the plain gradient.
+        scale = 1.0 if torso == "mlp" else 2.0**-0.5
+        head = DuelingHead(num_actions, hidden_sizes=head_hidden, input_grad_scale=scale)
     else:
-        head = (DuelingHead(num_actions, hidden_sizes=head_hidden) if dueling
-                else QHead(num_actions))
+        head = QHead(num_actions)
     return QNetwork(body, head)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import optax
 
 
 class QHead(nn.Module):
@@ -26,13 +27,21 @@ class DuelingHead(nn.Module):
     """Dueling value/advantage streams (Wang et al. 2016, eq. 9).
 
     Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a').
+
+    `input_grad_scale` multiplies the gradient flowing back into `features`
+    (the forward pass is unchanged): Wang et al. 2016, sec. 4.2, rescale the
+    combined gradient entering the last convolutional layer by 1/sqrt(2),
+    since both streams backpropagate into it (`make_q_network` sets that for
+    convolutional torsos).
     """
 
     num_actions: int
     hidden_sizes: Sequence[int] = ()
+    input_grad_scale: float = 1.0
 
     @nn.compact
     def __call__(self, features):
+        features = optax.scale_gradient(features, self.input_grad_scale)
         value, advantage = features, features
         for size in self.hidden_sizes:
             value = nn.relu(nn.Dense(size)(value))
