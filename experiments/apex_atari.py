@@ -6,7 +6,7 @@ appendix, as the `apex` preset of `jaxrl57/agents/dqn.py` with the `atari` famil
 proportional prioritized replay (alpha 0.6, fixed beta 0.4; new transitions at the
 largest priority, |TD| written back by the learner), centered RMSProp (lr 0.00025 / 4,
 eps 1.5e-7), gradient norm clipped to 40, target copied every 2500 updates, batch 512,
-replay 1M, discount 0.99. The paper's 360 actors become the 64 envs of one EnvPool
+replay 2M (about 14 GB), discount 0.99. The paper's 360 actors become the 64 envs of one EnvPool
 batch, each with its own fixed epsilon 0.4 ** (1 + 7 i / 63); one update of 512 every
 10 batch steps (640 transitions) keeps the paper's ~0.8 sampled transitions per
 generated one.

@@ -2,9 +2,10 @@
 
 Setup: Mnih et al. 2015, "Human-level control through deep reinforcement learning",
 Extended Data Table 1, as the `atari` family of `jaxrl57/configs.py`: Nature CNN,
-centered RMSProp (lr 2.5e-4, decay 0.95, eps 0.01), batch 32, replay 1M, replay start
-50k, one update every 4 agent steps, target copy every 10k updates, epsilon 1 -> 0.1
-over 1M steps, eval epsilon 0.05, discount 0.99, Huber loss; EnvPool's Atari
+centered RMSProp (lr 2.5e-4, decay 0.95, eps 0.01 for the summed loss: 0.01 / 32**2
+for the batch-mean one), batch 32, replay 1M, replay start 50k, one update every 4
+agent steps, target copy every 10k agent steps (2,500 updates), epsilon 1 -> 0.1 over
+1M steps from the replay start on, eval epsilon 0.05, discount 0.99, Huber loss; EnvPool's Atari
 preprocessing (84x84 gray, 4 frames, action repeat 4, episodic life and clipped
 rewards for training only). 10M agent steps (40M frames), synchronous EnvPool loop.
 

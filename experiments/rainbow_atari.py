@@ -5,7 +5,7 @@ Learning", Table 1, as the `rainbow` preset of `jaxrl57/agents/dqn.py` with the 
 family of `jaxrl57/configs.py`: Nature CNN torso; C51 head (51 atoms on [-10, 10])
 with dueling streams and factorised-Gaussian noisy layers (sigma0 0.5), no
 epsilon-greedy; double Q action selection; 3-step returns; proportional prioritized
-replay (alpha 0.5, beta 0.4 -> 1, cross-entropy as priority); Adam (lr 6.25e-5,
+replay (alpha 0.5, beta 0.4 -> 1 over the run, the KL loss as priority); Adam (lr 6.25e-5,
 eps 1.5e-4); learning starts after 80k frames, target copy every 32k frames, one update
 every 4 agent steps, replay 1M, discount 0.99; EnvPool's Atari preprocessing (84x84
 gray, 4 frames, action repeat 4, episodic life and clipped rewards for training only).
