@@ -153,7 +153,9 @@ def test_reset_restarts_sequence_from_zero_state(variant):
     x = _inputs(variant, seed=3)
     k, b = 3, 1
     x_reset = dict(x, reset=x["reset"].at[k, b].set(True))
-    fresh_q, fresh_carry = apply(params, **_slice(x, slice(k, None)))  # carry=None: zeros
+    # A fresh episode from step k: zero state (carry=None), and its first step flagged,
+    # which also zeroes that step's previous action and reward.
+    fresh_q, fresh_carry = apply(params, **_slice(x_reset, slice(k, None)))
 
     q_plain, _ = apply(params, **x, carry=_random_carry(variant, seed=4))
     for carry_seed in (4, 5):  # any incoming carry
@@ -230,6 +232,29 @@ def test_previous_action_and_reward_are_inputs(variant):
         np.testing.assert_array_equal(q[:t], q_changed[:t])
         for b in range(B):
             assert _max_abs_diff(q[t, b], q_changed[t, b]) > 1e-6
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_previous_action_and_reward_are_zeroed_at_an_episode_start(variant):
+    """At a reset step the last episode's action and reward do not reach the core:
+    any values give the Q-values of a zero action vector and a zero reward."""
+    net, params = _init(variant)
+    apply = _apply(variant)
+    x = _inputs(variant, seed=13)
+    t, b = 2, 1
+    x = dict(x, reset=x["reset"].at[t, b].set(True))
+    q, _ = apply(params, **x)
+    other = dict(x, prev_action=x["prev_action"].at[t, b].set((x["prev_action"][t, b] + 1) % A),
+                 prev_reward=x["prev_reward"].at[t, b].add(5.0))
+    q_other, _ = apply(params, **other)
+    np.testing.assert_array_equal(q, q_other)
+    # ... and equal a step from the zero state fed a zero reward and the zero vector
+    # for the action (`one_hot(A)` of an out-of-range index), without a reset.
+    zero_carry = initial_carry(net, params, jnp.zeros(_obs_shape(variant), x["obs"].dtype), 1)
+    q_ref, _ = apply(params, obs=x["obs"][t:t + 1, b:b + 1],
+                     prev_action=jnp.full((1, 1), A, jnp.int32), prev_reward=jnp.zeros((1, 1)),
+                     reset=jnp.zeros((1, 1), bool), carry=zero_carry)
+    np.testing.assert_allclose(q[t, b], q_ref[0, 0], rtol=RTOL, atol=ATOL)
 
 
 # 6. jit, vmap over seeds, grad.

@@ -4,9 +4,16 @@
 and appendix: the Ape-X dueling network with an LSTM after the torso, whose
 input also carries the previous action, one-hot, and the previous reward):
 
-    x_t = [torso(o_t), one_hot(a_{t-1}), r_{t-1}]
+    x_t = [torso(o_t), reset_t ? 0 : one_hot(a_{t-1}), reset_t ? 0 : r_{t-1}]
     (c_t, h_t) = LSTM(x_t, reset_t ? 0 : (c_{t-1}, h_{t-1}))
     Q(., o_t) = head(h_t)
+
+At an episode's first step (`reset_t`) the episode has no previous action or
+reward, and the network zeroes both inputs itself: a caller that passes the
+previous episode's last action and reward (a replayed sequence crossing an
+episode boundary) cannot leak them into the new episode. acme's R2D2 feeds
+action 0 and reward 0 there (`ObservationActionRewardWrapper.reset`); a zero
+vector instead of `one_hot(0)` keeps "no action yet" apart from action 0.
 
 With `conv_lstm_features > 0` the core is a convolutional LSTM (Shi et al.
 2015) over the torso's last feature map, the previous action and reward
@@ -85,12 +92,14 @@ class RecurrentQNetwork(nn.Module):
     conv_lstm_features: int = 0
     conv_lstm_kernel: int = 3
 
-    def _inputs(self, obs, prev_action, prev_reward):
+    def _inputs(self, obs, prev_action, prev_reward, reset):
         T, B = obs.shape[:2]
         feats = self.torso(obs.reshape((T * B,) + obs.shape[2:]))
         feats = feats.reshape((T, B) + feats.shape[1:])
         extra = jnp.concatenate([jax.nn.one_hot(prev_action, self.num_actions),
                                  prev_reward[..., None].astype(jnp.float32)], axis=-1)
+        # A select, not a product: a non-finite reward of the last episode must not survive.
+        extra = jnp.where(reset[..., None], 0.0, extra)
         if self.conv_lstm_features:  # broadcast as channels of the feature map
             extra = jnp.broadcast_to(extra[:, :, None, None, :],
                                      feats.shape[:-1] + extra.shape[-1:])
@@ -103,7 +112,7 @@ class RecurrentQNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, obs, prev_action, prev_reward, reset, carry: Carry | None = None):
-        x = self._inputs(obs, prev_action, prev_reward)
+        x = self._inputs(obs, prev_action, prev_reward, reset)
         if carry is None:
             carry = self._zero_carry(x)
         scan = nn.scan(_ResetCell, variable_broadcast="params", split_rngs={"params": False},
