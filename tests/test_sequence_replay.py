@@ -194,11 +194,56 @@ def test_count_reduction_keeps_the_schedule():
     steps, cores = _stream(t_len, num_envs, seed=2)
     state = sequence_init(*_example(steps, cores), num_envs, 256, seq_len, period)
     state, sizes = _push_all(state, steps, cores)
-    assert int(state.count) < seq_len * (period + 1)
-    assert int(state.count) % seq_len == t_len % seq_len
+    assert state.count.shape == (num_envs,)  # one count per env
+    assert int(state.count[0]) < seq_len * (period + 1)
+    assert int(state.count[0]) % seq_len == t_len % seq_len
     slots, _, _, ref_sizes = _reference(t_len, num_envs, seq_len, period, 256)
     np.testing.assert_array_equal(sizes, ref_sizes)
     _check_buffer(state, steps, cores, slots, seq_len)
+
+
+def test_inactive_envs_push_nothing_and_keep_their_own_schedule():
+    """Pushes for a subset of the envs (R2D2's final-observation steps): each env's
+    sequences are its own steps in order, emitted by its own count; the envs due in
+    one push take consecutive slots, env 0 first."""
+    num_envs, seq_len, period, t_len, capacity = 3, 4, 2, 30, 64
+    rng = np.random.default_rng(11)
+    active = rng.uniform(size=(t_len, num_envs)) < 0.7
+    active[:2] = True
+    steps, cores = _stream(t_len, num_envs, seed=11)
+    state = sequence_init(*_example(steps, cores), num_envs, capacity, seq_len, period)
+
+    @jax.jit
+    def push_all(state):
+        def body(s, xs):
+            return sequence_push(s, xs[0], xs[1], 1.0, active=xs[2]), s.size
+
+        return jax.lax.scan(body, state, (steps, cores, active))
+
+    state, _ = push_all(state)
+    # Reference: each env's stream is its active steps; emissions in push order.
+    own = [[] for _ in range(num_envs)]
+    written = []
+    for t in range(t_len):
+        for e in range(num_envs):
+            if active[t, e]:
+                own[e].append(t)
+                c = len(own[e])
+                if c >= seq_len and (c - seq_len) % period == 0:
+                    written.append((e, own[e][c - seq_len:]))
+    assert int(state.size) == len(written) and int(state.position) == len(written)
+    pushed = np.array([len(o) for o in own])  # the counts, up to their reduction
+    np.testing.assert_array_equal(np.asarray(state.count) % seq_len, pushed % seq_len)
+    np.testing.assert_array_equal(np.asarray(state.count) % period, pushed % period)
+    assert len({len(o) for o in own}) > 1  # the envs really are out of step
+    obs = np.asarray(state.steps["obs"])
+    start_c = np.asarray(state.start_core_states[0])
+    for slot, (e, ts) in enumerate(written):
+        np.testing.assert_array_equal(obs[slot], steps["obs"][ts, e])
+        np.testing.assert_array_equal(start_c[slot], cores[0][ts[0], e])
+    leaves = np.asarray(state.tree)[state.tree.shape[0] // 2:]
+    np.testing.assert_array_equal(leaves[:len(written)], 1.0)
+    np.testing.assert_array_equal(leaves[len(written):], 0.0)
 
 
 def _filled(capacity, num_envs=4, seq_len=3, period=3, alpha=0.6):

@@ -1,25 +1,29 @@
 """Prioritized sequence replay with stored recurrent state (R2D2, Kapturowski et al. 2019).
 
-`E` environments step in lockstep. Each call to `sequence_push` appends, for
-every env, one `step` (any pytree of arrays with leading axis `[E]`: obs,
-action, reward, discount, reset flag, previous action and reward, loss mask,
-...) together with the recurrent core state the actor had BEFORE processing
-that step, i.e. the state it fed into its core along with this step's
-observation. A per-env ring keeps the last `seq_len` steps and their core
-states.
+`E` environments step side by side. Each call to `sequence_push` appends, for
+every env marked `active` (all of them by default), one `step` (any pytree of
+arrays with leading axis `[E]`: obs, action, reward, discount, reset flag,
+previous action and reward, loss mask, ...) together with the recurrent core
+state the actor had BEFORE processing that step, i.e. the state it fed into
+its core along with this step's observation. A per-env ring keeps each env's
+last `seq_len` steps and their core states. `active` lets one env push a step
+the others do not have: R2D2 pushes an episode's final observation as a step
+of its own (as acme's adders do), only for the envs whose episode just ended.
 
-Emission timing. Number the pushed steps `0, 1, 2, ...`. Once `seq_len`
-steps have been pushed, and then every `period` pushes, the push writes `E`
-sequences (one per env, env 0 first) of `seq_len` consecutive steps into the
-buffer: the sequences start at steps `0, period, 2 * period, ...`, so two
+Emission timing, per env. Number an env's pushed steps `0, 1, 2, ...`. Once
+`seq_len` steps have been pushed, and then every `period` of its pushes, the
+push writes that env's last `seq_len` consecutive steps into the buffer as a
+sequence: its sequences start at steps `0, period, 2 * period, ...`, so two
 consecutive sequences of one env overlap by `seq_len - period` steps (R2D2:
-`seq_len = 80`, overlap 40, so `period = 40`). Concretely, the push that
-brings the number of pushed steps to `c` emits iff `c >= seq_len` and
-`(c - seq_len) % period == 0`, and the sequence holds steps
-`c - seq_len, ..., c - 1`. Each sequence is stored with the core state of its
-FIRST step: the "stored state" strategy of R2D2 (sec. 3), from which the
-learner starts its unroll (after an optional burn-in prefix, the learner's
-choice).
+40 burn-in + 80 trained + 1 bootstrap steps = 121, every 40 steps).
+Concretely, the push that brings an env's number of pushed steps to `c`
+emits iff `c >= seq_len` and `(c - seq_len) % period == 0`, and the sequence
+holds its steps `c - seq_len, ..., c - 1`. The envs due in one push fill
+consecutive buffer slots, env 0 first; while every env is active they are all
+due together, E sequences at a time. Each sequence is stored with the core
+state of its FIRST step: the "stored state" strategy of R2D2 (sec. 3), from
+which the learner starts its unroll (after an optional burn-in prefix, the
+learner's choice).
 
 Episode boundaries. Sequences run straight across episode boundaries: steps
 are neither dropped nor padded, and the reset flags (whatever leaf of `step`
@@ -70,8 +74,8 @@ class SequenceReplayState(NamedTuple):
       `t` (counting pushes from 0) lives in ring slot `t % seq_len`.
     ring_core_states: core-state pytree with leaves `[E, seq_len, ...]`, the
       state before each step in the same slots.
-    count: int32 scalar, number of steps pushed. To never overflow it is
-      reduced by `seq_len * period` whenever it reaches
+    count: int32 `[E]`, number of steps each env pushed. To never overflow it
+      is reduced by `seq_len * period` whenever it reaches
       `seq_len + seq_len * period`, which keeps `count >= seq_len`,
       `count % seq_len` and `(count - seq_len) % period` unchanged.
     period: int32 scalar, pushes between emissions (`seq_len - overlap`).
@@ -117,7 +121,8 @@ def sequence_init(
         an LSTM `(c, h)` pair of `[H]` arrays); may be an empty pytree.
       num_envs: E, static.
       capacity: number of sequences the buffer holds, static.
-      seq_len: steps per sequence (R2D2: 80, burn-in included), static.
+      seq_len: steps per sequence, static (R2D2: burn-in 40 + trained 80 + the
+        bootstrap step = 121, as acme stores them).
       period: pushes between emissions, `seq_len - overlap`, in
         `[1, seq_len]`; default `seq_len // 2` (R2D2: 40). May be a traced
         int scalar (then it is not validated here).
@@ -135,7 +140,7 @@ def sequence_init(
     return SequenceReplayState(
         ring_steps=_zeros(example_step, (num_envs, seq_len)),
         ring_core_states=_zeros(example_core_state, (num_envs, seq_len)),
-        count=jnp.zeros((), jnp.int32),
+        count=jnp.zeros((num_envs,), jnp.int32),
         period=jnp.asarray(period, jnp.int32),
         steps=_zeros(example_step, (capacity, seq_len)),
         start_core_states=_zeros(example_core_state, (capacity,)),
@@ -158,32 +163,8 @@ def _check_batch(name: str, ring, batch) -> None:
             raise ValueError(f"{name} leaf has shape {jnp.shape(b)}, expected {expected}")
 
 
-def _masked_write(storage, position: jax.Array, items, due: jax.Array):
-    """Writes `items [N, ...]` at ring slots `position, position + 1, ...` where `due`.
-
-    Returns `(storage, indices)`, `indices [M]` the slots (written or not).
-    When not due the scatter indices are out of range and `mode="drop"`
-    discards the updates, so the buffer is updated in place either way. If N
-    exceeds the capacity only the last `capacity` items are kept (as
-    `uniform.ring_write` does).
-    """
-    capacity = _leaves(storage)[0].shape[0]
-    n = _leaves(items)[0].shape[0]
-    if n > capacity:
-        skip = n - capacity
-        items = _tree_map(lambda x: x[skip:], items)
-        position = position + skip
-        n = capacity
-    indices = ((position + jnp.arange(n, dtype=jnp.int32)) % capacity).astype(jnp.int32)
-    targets = jnp.where(due, indices, capacity)
-    storage = _tree_map(
-        lambda s, x: s.at[targets].set(jnp.asarray(x, s.dtype), mode="drop"), storage, items
-    )
-    return storage, indices
-
-
-def sequence_push(state: SequenceReplayState, step, core_state, priority_alpha):
-    """Appends one step of all `E` envs; writes `E` sequences when one is due.
+def sequence_push(state: SequenceReplayState, step, core_state, priority_alpha, active=None):
+    """Appends one step for each active env; writes the sequences that become due.
 
     Args:
       state: the replay state.
@@ -192,6 +173,8 @@ def sequence_push(state: SequenceReplayState, step, core_state, priority_alpha):
       priority_alpha: priority exponent (may be traced); new sequences get
         leaf `max_priority ** alpha`. Use the same alpha for
         `sequence_update_priorities`.
+      active: optional bool `[E]`: the envs that push (default all); the
+        others' rings, counts and sequences are left as they are.
 
     Returns:
       The new state. See the module docstring for when sequences are emitted.
@@ -201,29 +184,46 @@ def sequence_push(state: SequenceReplayState, step, core_state, priority_alpha):
     seq_len = _leaves(state.ring_steps)[0].shape[1]
     num_envs = _leaves(state.ring_steps)[0].shape[0]
     capacity = _leaves(state.steps)[0].shape[0]
+    envs = jnp.arange(num_envs)
+    active = jnp.ones((num_envs,), bool) if active is None else jnp.asarray(active, bool)
 
-    slot = state.count % seq_len
-    write = lambda ring, x: ring.at[:, slot].set(jnp.asarray(x, ring.dtype))
+    # Inactive envs write out of range, which `mode="drop"` discards.
+    slot = jnp.where(active, state.count % seq_len, seq_len)
+    write = lambda ring, x: ring.at[envs, slot].set(jnp.asarray(x, ring.dtype), mode="drop")  # noqa: E731
     ring_steps = _tree_map(write, state.ring_steps, step)
     ring_core_states = _tree_map(write, state.ring_core_states, core_state)
 
-    count = state.count + 1
-    due = (count >= seq_len) & ((count - seq_len) % state.period == 0)
-    oldest = count % seq_len  # slot of step `count - seq_len`
-    order = (oldest + jnp.arange(seq_len, dtype=jnp.int32)) % seq_len
-    sequences = _tree_map(lambda r: jnp.take(r, order, axis=1), ring_steps)  # [E, L, ...]
-    starts = _tree_map(lambda r: r[:, oldest], ring_core_states)  # [E, ...]
+    count = state.count + active.astype(jnp.int32)
+    due = active & (count >= seq_len) & ((count - seq_len) % state.period == 0)
+    oldest = count % seq_len  # [E]: slot of each env's step `count - seq_len`
+    order = (oldest[:, None] + jnp.arange(seq_len, dtype=jnp.int32)) % seq_len  # [E, L]
+    gather = jax.vmap(lambda ring, o: ring[o])  # per env: its steps, oldest first
+    sequences = _tree_map(lambda r: gather(r, order), ring_steps)  # [E, L, ...]
+    starts = _tree_map(lambda r: r[envs, oldest], ring_core_states)  # [E, ...]
 
-    steps, indices = _masked_write(state.steps, state.position, sequences, due)
-    start_core_states, _ = _masked_write(state.start_core_states, state.position, starts, due)
+    # Due envs take consecutive slots from `position`; with more of them than
+    # the capacity only the last `capacity` are kept (as `uniform.ring_write`).
+    num_due = jnp.sum(due.astype(jnp.int32))
+    rank = jnp.cumsum(due.astype(jnp.int32)) - 1
+    kept = due & (rank >= num_due - capacity)
+    indices = ((state.position + rank) % capacity).astype(jnp.int32)
+    targets = jnp.where(kept, indices, capacity)
+    store = lambda buf, x: buf.at[targets].set(jnp.asarray(x, buf.dtype), mode="drop")  # noqa: E731
+    steps = _tree_map(store, state.steps, sequences)
+    start_core_states = _tree_map(store, state.start_core_states, starts)
+    # Envs not written point at the last written slot with the same value, so the
+    # tree's last-write-wins rule never lets them undo a write (nor change a slot
+    # when nothing is due: then they rewrite `position - 1` with its own value).
+    last = ((state.position + num_due - 1) % capacity).astype(jnp.int32)
     leaf = jnp.power(state.max_priority, jnp.asarray(priority_alpha, jnp.float32))
-    values = jnp.where(due, leaf, sum_tree_get(state.tree, indices))
-    tree = sum_tree_set(state.tree, indices, values)
+    tree_indices = jnp.where(kept, indices, last)
+    values = jnp.where(num_due > 0, leaf, sum_tree_get(state.tree, last))
+    tree = sum_tree_set(state.tree, tree_indices, jnp.broadcast_to(values, (num_envs,)))
 
     wrap = seq_len * state.period
     count = jnp.where(count >= seq_len + wrap, count - wrap, count).astype(jnp.int32)
-    position = jnp.where(due, (state.position + num_envs) % capacity, state.position)
-    size = jnp.where(due, jnp.minimum(state.size + num_envs, capacity), state.size)
+    position = (state.position + num_due) % capacity
+    size = jnp.minimum(state.size + num_due, capacity)
     return state._replace(
         ring_steps=ring_steps,
         ring_core_states=ring_core_states,
