@@ -22,11 +22,16 @@ folder (no serialised copy of the state in memory), fsyncs it and renames it
 over the previous checkpoint (`os.replace` is atomic on POSIX), so a process
 killed or failing mid-write leaves the last good checkpoint in place.
 
+Restored leaves are read into 64-byte aligned buffers, which a CPU backend
+adopts without a copy, so neither a save nor a restore holds a second copy of
+the state in host memory.
+
 orbax-checkpoint was measured against this format (benchmarks/checkpoint_io.py,
-docs/results.md): both are disk-bound on large states, but orbax costs several
-times more per save on the small states that `jaxrl57 train` saves after
-every log row, does not checksum the data, and casts a stored array to the
-target's dtype on restore instead of refusing it.
+docs/results.md). It compresses (an Atari replay shrinks many times over), but
+on a CPU backend it holds a second copy of the state while saving and while
+restoring, costs several times more per save on the small states that
+`jaxrl57 train` saves after every log row, keeps no checksum of the data, and
+casts a stored array to the target's dtype instead of refusing it.
 """
 
 from __future__ import annotations
@@ -198,8 +203,12 @@ def _manifest_problem(manifest, data_end: int) -> str:
 
 def _read_leaf(f, path: str, e: dict, pool) -> np.ndarray:
     """The leaf `e` read into a fresh array, its SHA-256 checked while reading."""
-    a = np.empty(tuple(e["shape"]), _DTYPES[e["dtype"]])
-    flat = _bytes_of(a)
+    # 64-byte aligned, so that on a CPU backend `jax.device_put` adopts the buffer
+    # instead of copying it (a frame replay is one leaf of gigabytes).
+    buf = np.empty(e["nbytes"] + _ALIGN, np.uint8)
+    lead = -buf.ctypes.data % _ALIGN
+    flat = buf[lead:lead + e["nbytes"]]
+    a = flat.view(_DTYPES[e["dtype"]]).reshape(e["shape"])
     f.seek(e["offset"])
     h = hashlib.sha256()
     pending = None

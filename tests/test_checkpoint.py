@@ -232,7 +232,6 @@ def test_old_pickle_checkpoint_cannot_run_code(run_dir, tmp_path):
     # The same bytes under the new name.
     with open(os.path.join(run_dir, CKPT), "wb") as f:
         f.write(crafted)
-    _assert_exit_2(["train", "--resume", run_dir], "old pickle format")
     with pytest.raises(checkpoint.CheckpointError, match="old pickle format"):
         checkpoint.load(os.path.join(run_dir, CKPT))
     assert not marker.exists()
