@@ -1,14 +1,15 @@
 """Learner throughput of R2D2 in its Atari configuration (issue 3, point 3).
 
-    python benchmarks/r2d2_learner.py [--batch 64] [--seq-len 80] [--burn-in 40]
+    python benchmarks/r2d2_learner.py [--batch 64] [--trace-length 80] [--burn-in 40]
                                       [--reps 3] [--json PATH]
 
 One learner update of the `r2d2` preset on Atari-shaped data (uint8 [4, 84, 84]
 frame stacks, 4 actions): Nature-CNN convolutions, LSTM 512 with the previous action
-and reward, dueling head 512, batch 64 sequences x 80 steps with 40 of burn-in,
-online and target networks each unrolled from the stored state, Adam, priorities
-written back. The replay is filled with random frames (the cost of an update does
-not depend on the pixels). Printed: seconds per update and sequences/s (after a
+and reward, dueling head 512, batch 64 sequences of 40 burn-in + 80 trained + 1
+bootstrap steps (Kapturowski et al. 2019, Table 2, in acme's layout), online and
+target networks each unrolled from the stored state, Adam, priorities written back.
+The replay is filled with random frames (the cost of an update does not depend on
+the pixels). Printed: seconds per update and sequences/s (after a
 compiled warm-up, blocking on the result), XLA's FLOP count of the compiled update,
 the achieved GFLOP/s, and the fraction of a reference peak measured in the same
 process: a large float32 matmul (what this device's dense kernels reach), and on
@@ -68,7 +69,7 @@ def cpu_flop_count(fn, *args) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--seq-len", type=int, default=80)
+    p.add_argument("--trace-length", type=int, default=80, help="steps that carry the loss")
     p.add_argument("--burn-in", type=int, default=40)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--json", default=os.path.join("benchmarks", "results", "r2d2_learner.json"))
@@ -76,8 +77,8 @@ def main() -> int:
 
     spec = EnvSpec("Breakout-v5", (4, 84, 84), np.uint8, num_actions=4)
     s = configs.resolve("r2d2", "Breakout-v5", {
-        "batch_size": str(a.batch), "seq_len": str(a.seq_len), "burn_in": str(a.burn_in),
-        "period": str(max(1, a.seq_len // 2)),
+        "batch_size": str(a.batch), "trace_length": str(a.trace_length),
+        "burn_in": str(a.burn_in), "period": str(max(1, a.trace_length // 2)),
         "replay_capacity": str(2 * a.batch), "learning_starts": "1"})
     cfg = s.agent_config
     agent = make_r2d2(cfg, spec, num_envs=1)
@@ -117,7 +118,8 @@ def main() -> int:
         "command": command_line(),
         "device": f"{dev.platform} {dev.device_kind}", "jax": jax.__version__,
         "python": platform.python_version(), "batch_sequences": a.batch,
-        "seq_len": cfg.seq_len, "burn_in": cfg.burn_in, "lstm": cfg.core_size,
+        "seq_len": cfg.seq_len, "burn_in": cfg.burn_in, "trace_length": cfg.trace_length,
+        "lstm": cfg.core_size,
         "compile_s": compile_s, "update_s": dt, "update_times_s": times,
         "sequences_per_s": a.batch / dt, "flops_per_update": flops,
         "achieved_gflops": achieved, "matmul_reference_gflops": ref,

@@ -93,8 +93,8 @@ _FAMILY["memory"] = _FAMILY["catch"]
 # R2D2 on the small tasks: short sequences, small LSTM (the Atari values are the
 # paper's, `r2d2.ATARI_*`).
 _R2D2_SMALL = (
-    dict(torso="mlp", hidden_sizes=(64,), core_size=64, head_hidden=(64,), seq_len=20,
-         burn_in=5, period=10, n_step=3, batch_size=32, replay_capacity=2_000),
+    dict(torso="mlp", hidden_sizes=(64,), core_size=64, head_hidden=(64,), burn_in=5,
+         trace_length=14, period=10, n_step=3, batch_size=32, replay_capacity=2_000),
     dict(learning_rate=1e-3, discount=0.99, target_period=100, learning_starts=64,
          max_grad_norm=10.0),
     dict(num_envs=8, train_every=4, updates_per_train=1, num_rows=10, eval_episodes=10),
@@ -110,6 +110,17 @@ _R2D2_FAMILY: dict[str, tuple[dict, dict, dict]] = {
     "atari": (r2d2.ATARI_STATIC, r2d2.ATARI_HPARAMS,
               dict(total_steps=10_000_000, num_envs=8, train_every=4, updates_per_train=1,
                    num_rows=200, eval_episodes=10)),
+}
+
+# EnvPool settings of an agent family's Atari TRAINING envs (evaluation always
+# plays the whole game with unclipped rewards, `envs.envpool_env`); --env-arg
+# overrides them.
+_ATARI_TRAIN_ENV: dict[str, dict[str, Any]] = {
+    # Mnih et al. 2015, Methods: "we clipped all positive rewards at 1 and all
+    # negative rewards at -1", and "the number of lives left in the game ... is
+    # then used to mark the end of an episode during training".
+    "dqn": dict(episodic_life=True, reward_clip=True),
+    "r2d2": r2d2.ATARI_TRAIN_ENV,
 }
 
 
@@ -158,6 +169,8 @@ class Settings:
     hparams: dict[str, float]
     run_config: RunConfig
     family: AgentFamily = FAMILIES["dqn"]
+    # EnvPool settings of the training envs (`_ATARI_TRAIN_ENV`), under --env-arg.
+    train_env: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def hparam_fields(self) -> set[str]:
@@ -234,7 +247,8 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
         if is_dqn:  # learning_starts counts transitions
             warmup = hp["learning_starts"] / r.num_envs
         else:  # ... or sequences, one per env every `period` steps after the first
-            warmup = static["seq_len"] + hp["learning_starts"] * static["period"] / r.num_envs
+            seq_len = static["burn_in"] + static["trace_length"] + 1
+            warmup = seq_len + hp["learning_starts"] * static["period"] / r.num_envs
         hp["lr_decay_updates"] = max(
             1.0, (iterations - warmup) / r.train_every * r.updates_per_train)
     if is_dqn and family == "atari" and "epsilon_decay_start" not in overrides:
@@ -250,7 +264,8 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
         updates = dqn_run_updates(RunConfig(**run), hp["learning_starts"],
                                   static["batch_size"], static["n_step"])
         hp["priority_beta_steps"] = float(max(1, updates - 1))
-    settings = Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family)
+    settings = Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family,
+                        dict(_ATARI_TRAIN_ENV[agent_family.name]) if family == "atari" else {})
     check(settings)
     return settings
 

@@ -94,7 +94,7 @@ def _eval_driver(agent, env_id, seeds, loop, **extra):
 
 @pytest.mark.parametrize("agent,env_id,seeds,extra", [
     ("dqn", "CartPole-v1", [0, 1], {}),
-    ("r2d2", "CartPole-v1", [0], {"burn_in": "2", "seq_len": "8", "period": "4"}),
+    ("r2d2", "CartPole-v1", [0], {"burn_in": "2", "trace_length": "5", "period": "4"}),
     ("dqn", "Breakout-v5", [0], {"eval_max_steps": "300", "eval_epsilon": "0.2",
                                  "hidden_sizes": "512"}),
 ])

@@ -355,8 +355,11 @@ def test_envpool_breakout_eval_games():
     pytest.importorskip("envpool")
     from jaxrl57.envs.envpool_env import make_envpool
 
-    envs = make_envpool("Breakout-v5", 2, seed=0, train=False)
+    # Evaluation plays the whole game with real rewards, whatever the agent trains with.
+    envs = make_envpool("Breakout-v5", 2, seed=0, train=False, episodic_life=True,
+                        reward_clip=True)
     assert envs.pool.config["episodic_life"] is False
+    assert envs.pool.config["reward_clip"] is False
     assert envs.pool.config["repeat_action_probability"] == 0.25
     obs = envs.reset()
     assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
@@ -383,7 +386,9 @@ def test_envpool_breakout_train_lives():
     pytest.importorskip("envpool")
     from jaxrl57.envs.envpool_env import make_envpool
 
-    envs = make_envpool("Breakout-v5", 2, seed=1, train=True)
+    # The DQN family's training settings (Mnih et al. 2015), passed by the runner.
+    envs = make_envpool("Breakout-v5", 2, seed=1, train=True, episodic_life=True,
+                        reward_clip=True)
     assert envs.pool.config["episodic_life"] and envs.pool.config["reward_clip"]
     envs.reset()
     rng = np.random.default_rng(1)

@@ -219,7 +219,7 @@ def test_envpool_breakout_stacks_rebuilt_exactly():
     from jaxrl57.envs.envpool_env import make_envpool
 
     num_envs, t_len, n, gamma = 2, 400, 3, 0.99
-    envs = make_envpool("Breakout-v5", num_envs, seed=3, train=True)
+    envs = make_envpool("Breakout-v5", num_envs, seed=3, train=True, episodic_life=True)
     rng = np.random.default_rng(0)
     out = {k: [] for k in ("obs", "action", "reward", "terminated", "truncated", "next_obs")}
     obs = envs.reset()

@@ -15,8 +15,8 @@ from jaxrl57.runners.driver import JaxDriver
 
 E = 4
 SPEC = envs.make_env("jax:MemoryChain").spec  # obs [4], 2 actions, 11-step episodes
-SMALL = dict(hidden_sizes=(16,), core_size=8, head_hidden=(8,), seq_len=8, burn_in=3,
-             period=4, n_step=2, batch_size=4, replay_capacity=64)
+SMALL = dict(hidden_sizes=(16,), core_size=8, head_hidden=(8,), burn_in=3, trace_length=4,
+             period=4, n_step=2, batch_size=4, replay_capacity=64)  # sequences of 3 + 4 + 1
 
 
 def _hp(**values):
@@ -29,18 +29,19 @@ def _where(done, new, old):
 
 def _run_actor(agent, state, num_steps, seed=0):
     """Steps `agent` on E MemoryChain envs with act/observe (as the runners do),
-    recording the actor's carry before each step."""
+    recording the actor's carry before each step (and after it: `next_carries`)."""
     env = envs.make_env("jax:MemoryChain")
     key = jax.random.PRNGKey(seed)
     env_state, obs = jax.vmap(env.reset)(jax.random.split(key, E))
     act, observe = jax.jit(agent.act), jax.jit(agent.observe)
     step, reset = jax.jit(jax.vmap(env.step)), jax.jit(jax.vmap(env.reset))
-    carries, resets = [], []
+    carries, resets, next_carries = [], [], []
     for _ in range(num_steps):
         key, k1, k2, k3 = jax.random.split(key, 4)
         carries.append(state.carry)
         resets.append(np.asarray(state.reset))
         actions, state = act(state, obs, k1)
+        next_carries.append(state.next_carry)
         env_state, next_obs, reward, term, trunc = step(jax.random.split(k2, E), env_state,
                                                         actions)
         state = observe(state, obs, actions, reward, term, trunc, next_obs)
@@ -48,15 +49,17 @@ def _run_actor(agent, state, num_steps, seed=0):
         new_state, new_obs = reset(jax.random.split(k3, E))
         env_state = jax.tree.map(lambda n, o, d=done: _where(d, n, o), new_state, env_state)
         obs = _where(done, new_obs, next_obs)
-    return state, carries, np.stack(resets)
+    return state, carries, np.stack(resets), next_carries
 
 
 def test_functions_trace_once_and_update():
     agent = make_r2d2(R2D2Config(**SMALL), SPEC, E)
     chex.clear_trace_counter()
     state = jax.jit(agent.init)(jax.random.PRNGKey(0), _hp())
-    state, _, _ = _run_actor(agent, state, 24)
-    assert int(state.replay.size) == E * ((24 - 8) // 4 + 1)  # sequences written
+    state, *_ = _run_actor(agent, state, 24)
+    # 24 steps and the final observations of the episodes ending at steps 11 and 22:
+    # 26 pushes per env, sequences of 8 every 4.
+    assert int(state.replay.size) == E * ((26 - 8) // 4 + 1)  # sequences written
     update = jax.jit(chex.assert_max_traces(agent.update, n=1))
     new, metrics = update(state, jax.random.PRNGKey(1))
     new, metrics = update(new, jax.random.PRNGKey(2))
@@ -75,20 +78,29 @@ def test_stored_state_is_the_actors_state_at_the_sequence_start():
     agent = make_r2d2(cfg, SPEC, E)
     state = jax.jit(agent.init)(jax.random.PRNGKey(0), _hp())
     num_steps = 20
-    state, carries, resets = _run_actor(agent, state, num_steps)
+    state, carries, resets, next_carries = _run_actor(agent, state, num_steps)
+    # Each env pushes its steps 0..19 and, after step 10 (MemoryChain episodes are
+    # 11 steps long), the episode's final observation with the state after step 10.
+    pushed = [("step", t) for t in range(11)] + [("final", 10)] + [
+        ("step", t) for t in range(11, num_steps)]
+    starts = list(range(0, len(pushed) - cfg.seq_len + 1, cfg.period))
     replay = state.replay
-    starts = list(range(0, num_steps - cfg.seq_len + 1, cfg.period))
     assert int(replay.size) == E * len(starts)
-    for i, t0 in enumerate(starts):
+    for i, p0 in enumerate(starts):
         for e in range(E):
-            slot = i * E + e  # sequences enter env by env, in order
-            for stored, actor in zip(jax.tree.leaves(replay.start_core_states),
-                                     jax.tree.leaves(carries[t0]), strict=True):
-                np.testing.assert_array_equal(stored[slot], actor[e])
-            # Reset flags sit where episodes begin: sequences never mix episodes
-            # without a reset (MemoryChain episodes are 11 steps long).
-            np.testing.assert_array_equal(replay.steps["reset"][slot],
-                                          resets[t0:t0 + cfg.seq_len, e])
+            slot = i * E + e  # the envs end their episodes together: env by env, in order
+            kind, t = pushed[p0]
+            actor = (carries if kind == "step" else next_carries)[t]
+            for stored, leaf in zip(jax.tree.leaves(replay.start_core_states),
+                                    jax.tree.leaves(actor), strict=True):
+                np.testing.assert_array_equal(stored[slot], leaf[e])
+            window = pushed[p0:p0 + cfg.seq_len]
+            # Reset flags sit where episodes begin; final observations are marked.
+            np.testing.assert_array_equal(
+                replay.steps["reset"][slot],
+                [kind == "step" and resets[t, e] for kind, t in window])
+            np.testing.assert_array_equal(replay.steps["final"][slot],
+                                          [kind == "final" for kind, _ in window])
     assert resets[0].all() and resets[11].all() and not resets[1:11].any()
 
 
@@ -103,6 +115,7 @@ def test_burn_in_leaves_no_gradient_in_the_burn_in_part():
         action=rng.integers(0, 2, (T, B)).astype(np.int32),
         reward=rng.normal(size=(T, B)).astype(np.float32), discount=np.ones((T, B), np.float32),
         mask=np.ones((T, B), np.float32), reset=np.zeros((T, B), bool),
+        final=np.zeros((T, B), bool),
         prev_action=rng.integers(0, 2, (T, B)).astype(np.int32),
         prev_reward=rng.normal(size=(T, B)).astype(np.float32))
     agent = make_r2d2(cfg, SPEC, B)
@@ -137,7 +150,9 @@ def test_population_of_learning_rates_is_one_vmap():
 
 
 @pytest.mark.parametrize("bad,needle", [
-    (dict(burn_in=80, seq_len=80), "burn_in"),
+    (dict(burn_in=-1), "burn_in"),
+    (dict(trace_length=0), "trace_length"),
+    (dict(burn_in=2, trace_length=3, period=7), "period"),
     (dict(period=0), "period"),
     (dict(batch_size=128, replay_capacity=64), "batch_size"),
     (dict(conv_lstm_features=8), "convolutional torso"),

@@ -7,21 +7,29 @@ LSTM or ConvLSTM core, dueling head). Its pieces, as in the paper:
 * Actors keep their recurrent state per environment, reset where an episode
   begins, and act epsilon-greedily with the Ape-X ladder of epsilons over the
   E environments (`exploration.apex_epsilons`, eps 0.4, alpha 7).
-* Sequence replay (`replay.sequence`): every `period` steps each env emits
-  its last `seq_len` steps (80 with overlap 40), stored with the actor's
-  recurrent state at the sequence's first step (the "stored state"
-  strategy, sec. 3), prioritized by `losses.r2d2_priority` (eta 0.9,
-  exponent 0.9, importance sampling exponent 0.6).
+* Sequence replay (`replay.sequence`): every `period` (40) steps each env
+  emits its last `seq_len = burn_in + trace_length + 1` steps (40 + 80 + 1,
+  the layout of acme's R2D2: the last step only gives the bootstrap value),
+  stored with the actor's recurrent state at the sequence's first step (the
+  "stored state" strategy, sec. 3), prioritized by `losses.r2d2_priority`
+  (eta 0.9, exponent 0.9, importance sampling exponent 0.6).
 * Learner: burn-in (40 steps) replays the start of a sequence from the
   stored state only to warm the state, which is then cut from the gradient
-  (`lax.stop_gradient`); the rest trains on n-step (5) double Q-learning
-  with value rescaling h (`losses.r2d2_loss`), online and target networks
-  each unrolled from the same stored state; target copied every 2,500
-  updates; Adam (lr 1e-4, eps 1e-3).
+  (`lax.stop_gradient`); the next `trace_length` (80) steps carry the loss:
+  n-step (5) double Q-learning with value rescaling h (`losses.r2d2_loss`),
+  online and target networks each unrolled from the same stored state;
+  target copied every 2,500 updates; Adam (lr 1e-4, eps 1e-3).
 
-Steps that end by truncation (time limits) are kept in the sequence but
-masked out of the loss, and the discount is cut there: the reset observation
-that follows is not the state the time limit interrupted.
+Episode ends. As acme's adders do, an episode's final observation (the
+`next_obs` of its last step) is pushed as a step of its own, for the envs
+whose episode just ended: `final` set, no action or reward, excluded from the
+loss (mask 0), with discount 0 so that no n-step return runs on into the next
+episode. Only a termination sets the discount of the last real step to 0; at
+a time-limit truncation the n-step targets of the steps before it bootstrap
+from the value of the final observation (the learner hands that value in as
+the final step's reward), so a time limit is not learned as an episode end.
+The episode that follows starts from the zero recurrent state with zero
+previous action and reward.
 
 Evaluation carries its own recurrent state through `eval_actor`.
 """
@@ -29,12 +37,14 @@ Evaluation carries its own recurrent state through `eval_actor`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
+import rlax
 
 from jaxrl57 import exploration, losses
 from jaxrl57.agents.base import Agent, EvalActor, annealed_learning_rate, hparams_from_values
@@ -60,24 +70,35 @@ class R2D2Config:
     conv_lstm_features: int = 0  # > 0: a ConvLSTM core with this many channels (drqn)
     dueling: bool = True
     head_hidden: tuple[int, ...] = (512,)
-    seq_len: int = 80
+    # Sequences hold burn_in + trace_length + 1 steps (`seq_len`, as acme stores
+    # them): the burn-in only warms the recurrent state, the next trace_length
+    # steps carry the loss, the last one only gives their bootstrap value.
     burn_in: int = 40
-    period: int = 40  # steps between sequence starts: seq_len - overlap
+    trace_length: int = 80
+    period: int = 40  # steps between sequence starts (overlap seq_len - period)
     n_step: int = 5
     replay_capacity: int = 4_000  # sequences
     batch_size: int = 64  # sequences
     rescale_eps: float = 1e-3  # eps of the value rescaling h
+
+    @property
+    def seq_len(self) -> int:
+        """Steps per stored sequence: burn-in, trained steps and one bootstrap step."""
+        return self.burn_in + self.trace_length + 1
 
     def validate(self) -> None:
         if self.torso not in ("mlp", "nature_cnn", "small_cnn"):
             raise ValueError(f"torso must be mlp, nature_cnn or small_cnn, not {self.torso!r}")
         if self.conv_lstm_features and self.torso == "mlp":
             raise ValueError("conv_lstm_features needs a convolutional torso")
-        if not 0 <= self.burn_in < self.seq_len - 1:
-            raise ValueError(f"burn_in ({self.burn_in}) must be in [0, seq_len - 1) "
-                             f"(seq_len {self.seq_len})")
+        if self.burn_in < 0:
+            raise ValueError(f"burn_in must be >= 0, got {self.burn_in}")
+        if self.trace_length < 1:
+            raise ValueError(f"trace_length (steps that carry the loss) must be >= 1, "
+                             f"got {self.trace_length}")
         if not 1 <= self.period <= self.seq_len:
-            raise ValueError(f"period must be in [1, seq_len], got {self.period}")
+            raise ValueError(f"period must be in [1, seq_len = burn_in + trace_length + 1 = "
+                             f"{self.seq_len}], got {self.period}")
         for name in ("n_step", "batch_size", "replay_capacity"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -170,12 +191,23 @@ def make_sequence_loss(network: RecurrentQNetwork, config: R2D2Config):
     """The learner's loss on a batch of replayed sequences (sec. 3 of the paper):
 
     `loss_fn(params, target_params, steps, start_carry, weights, hp) ->
-    (loss, (priority [B], mean Q, mean |td|))` with `steps` leaves time-major
-    [T, B, ...] and `start_carry` the stored states [B, ...]. The first
-    `burn_in` steps only advance the online and target states from the stored
-    state; the online state that leaves the burn-in is cut from the gradient.
+    (loss, (priority [B], mean Q, mean |td|, td [B, trace_length]))` with
+    `steps` leaves time-major [seq_len, B, ...] and `start_carry` the stored
+    states [B, ...]. The first `burn_in` steps only advance the online and
+    target states from the stored state; the online state that leaves the
+    burn-in is cut from the gradient. The next `trace_length` steps carry the
+    loss and the last step only gives their bootstrap value.
+
+    A `final` step (an episode's final observation, see the module docstring)
+    enters the n-step sums with its own value, `h^-1(q_target[a*])` with
+    `a* = argmax q_online` (the double-Q bootstrap `losses.r2d2_loss` takes),
+    as its reward and discount 0: the return of every earlier step whose
+    n-step window reaches it ends there with that value, times the discount of
+    the step into it (0 after a termination, 1 after a truncation), which is
+    the bootstrap on the final observation (Pardo et al. 2018 on time limits).
     """
     burn = config.burn_in
+    h_inv = functools.partial(rlax.signed_parabolic, eps=config.rescale_eps)
 
     def loss_fn(params, target_params, steps, start_carry, weights, hp: R2D2HParams):
         def unroll(p, sl, carry):
@@ -188,17 +220,21 @@ def make_sequence_loss(network: RecurrentQNetwork, config: R2D2Config):
             online_carry = jax.lax.stop_gradient(unroll(params, head, start_carry)[1])
             target_carry = unroll(target_params, head, start_carry)[1]
         rest = slice(burn, None)
-        q_online, _ = unroll(params, rest, online_carry)  # [L, B, A]
+        q_online, _ = unroll(params, rest, online_carry)  # [trace_length + 1, B, A]
         q_target, _ = unroll(target_params, rest, target_carry)
         batch_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
         learn = lambda k: batch_major(steps[k][burn:-1])  # noqa: E731
+        greedy = jnp.argmax(q_online, axis=-1)[..., None]
+        value = jax.lax.stop_gradient(
+            h_inv(jnp.take_along_axis(q_target, greedy, axis=-1)[..., 0]))
+        reward = jnp.where(learn("final"), batch_major(value[:-1]), learn("reward"))
         loss, td, priority = losses.r2d2_loss(
-            batch_major(q_online[:-1]), learn("action"), learn("reward"),
+            batch_major(q_online[:-1]), learn("action"), reward,
             hp.discount * learn("discount"), batch_major(q_target[1:]),
             batch_major(q_online[1:]), n_step=config.n_step, eta=hp.priority_eta,
             mask_t=learn("mask"), weights=weights, rescale_eps=config.rescale_eps)
         td_abs = jnp.sum(jnp.abs(td)) / jnp.maximum(jnp.sum(learn("mask")), 1.0)
-        return loss, (priority, jnp.mean(q_online), td_abs)
+        return loss, (priority, jnp.mean(q_online), td_abs, td)
 
     return loss_fn
 
@@ -227,7 +263,8 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
         example_step = dict(
             obs=obs_example, action=jnp.zeros((), jnp.int32), reward=jnp.zeros(()),
             discount=jnp.zeros(()), mask=jnp.zeros(()), reset=jnp.zeros((), bool),
-            prev_action=jnp.zeros((), jnp.int32), prev_reward=jnp.zeros(()))
+            final=jnp.zeros((), bool), prev_action=jnp.zeros((), jnp.int32),
+            prev_reward=jnp.zeros(()))
         replay = sequence_init(example_step, jax.tree.map(lambda c: c[0], carry), E,
                                config.replay_capacity, config.seq_len, config.period)
         return R2D2State(
@@ -264,20 +301,37 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
         actions = exploration.epsilon_greedy(key, q, state.hparams.eval_epsilon)
         return actions, (carry, prev_action, prev_reward, reset)
 
+    def episode_start(ended, carry, action, reward):
+        """What the next step is fed: the zero state, no previous action or reward
+        where an episode ended (acme's actor does the same)."""
+        zero = lambda x: jnp.where(ended.reshape(ended.shape + (1,) * (x.ndim - 1)),  # noqa: E731
+                                   jnp.zeros_like(x), x)
+        return jax.tree.map(zero, carry), zero(action), zero(reward)
+
     def eval_observe(actor, action, reward, done):
-        return actor[0], action.astype(jnp.int32), reward.astype(jnp.float32), done
+        return (*episode_start(done, actor[0], action.astype(jnp.int32),
+                               reward.astype(jnp.float32)), done)
 
     def observe(state: R2D2State, obs, action, reward, terminated, truncated, next_obs):
-        del next_obs  # the sequence holds the following observation
         ended = terminated | truncated
-        step = dict(obs=obs, action=action.astype(jnp.int32), reward=reward.astype(jnp.float32),
-                    discount=1.0 - ended.astype(jnp.float32),
-                    mask=1.0 - truncated.astype(jnp.float32), reset=state.reset,
-                    prev_action=state.prev_action, prev_reward=state.prev_reward)
-        replay = sequence_push(state.replay, step, state.carry, state.hparams.priority_alpha)
+        action, reward = action.astype(jnp.int32), reward.astype(jnp.float32)
+        no = jnp.zeros(E, bool)
+        step = dict(obs=obs, action=action, reward=reward,
+                    discount=1.0 - terminated.astype(jnp.float32), mask=jnp.ones(E),
+                    reset=state.reset, final=no, prev_action=state.prev_action,
+                    prev_reward=state.prev_reward)
+        alpha = state.hparams.priority_alpha
+        replay = sequence_push(state.replay, step, state.carry, alpha)
+        # The final observation, for the envs whose episode ended: a step of its own,
+        # after the state the actor reached on the last step.
+        final = dict(obs=next_obs.astype(obs.dtype), action=jnp.zeros_like(action),
+                     reward=jnp.zeros_like(reward), discount=jnp.zeros(E), mask=jnp.zeros(E),
+                     reset=no, final=jnp.ones(E, bool), prev_action=action, prev_reward=reward)
+        replay = sequence_push(replay, final, state.next_carry, alpha, active=ended)
+        carry, prev_action, prev_reward = episode_start(ended, state.next_carry, action, reward)
         return state._replace(
-            replay=replay, carry=state.next_carry, prev_action=step["action"],
-            prev_reward=step["reward"], reset=ended, env_steps=state.env_steps + obs.shape[0])
+            replay=replay, carry=carry, prev_action=prev_action, prev_reward=prev_reward,
+            reset=ended, env_steps=state.env_steps + obs.shape[0])
 
     def can_update(state: R2D2State):
         return sequence_can_sample(state.replay, config.batch_size) & (
@@ -294,7 +348,7 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
                                                                config.batch_size,
                                                                hp.priority_beta)
         time_major = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
-        (loss, (priority, q_mean, td_abs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        (loss, (priority, q_mean, td_abs, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, time_major, start_carry, weights, hp)
         updates, opt_state = make_optimizer(hp).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -334,9 +388,24 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
     "drqn": (dict(conv_lstm_features=64), dict()),
 }
 
-# Atari: the paper's values (Table 2). The replay holds sequences of 80 full
-# observations; the paper's 4M-observation replay needs the frame-deduplicated
-# storage of issue 5, so the default here is 4k sequences (~9 GB of uint8).
-ATARI_STATIC = dict(torso="nature_cnn", core_size=512, head_hidden=(512,), seq_len=80,
-                    burn_in=40, period=40, n_step=5, batch_size=64, replay_capacity=4_000)
+# Atari: the paper's values (Kapturowski et al. 2019, Table 2), in acme's layout
+# (acme/agents/jax/r2d2: burn_in_length 40, trace_length 80, sequence_period 40,
+# stored sequences of burn_in + trace_length + 1 = 121 steps):
+#   "Sequence length m: 80 (+ prefix of l = 40 in burn-in experiments)" -> 40 burn-in
+#     steps, then 80 steps that carry the loss;
+#   sec. 2.3: "fixed-length (m = 80) sequences ... with adjacent sequences
+#     overlapping each other by 40 time steps" -> a new sequence every 40 steps;
+#   "Replay buffer size: 4 x 10^6 observations (10^5 part-overlapping sequences)".
+# replay_capacity counts sequences. Each holds its 121 observations in full
+# (3.4 MB of uint8 frame stacks), so the paper's 10^5 would take 342 GB: the
+# default keeps 2,500 sequences (8.5 GB): with a new one every 40 steps they
+# span the last 100k agent steps of the E actors, 1/40 of the paper's replay.
+ATARI_STATIC = dict(torso="nature_cnn", core_size=512, head_hidden=(512,), burn_in=40,
+                    trace_length=80, period=40, n_step=5, batch_size=64,
+                    replay_capacity=2_500)
 ATARI_HPARAMS: dict[str, float] = dict(DEFAULT_HPARAMS, learning_starts=1_000)
+# Atari training episodes (sec. 2.3): "we ... disabled the loss-of-life-as-episode-end
+# heuristic that has been used in Atari agents in some of the work since (Mnih et
+# al., 2015)", and the rewards are not clipped: the value rescaling h of Pohlen et
+# al. 2018 (sec. 2.3) takes their place, as in acme's R2D2 (`clip_rewards=False`).
+ATARI_TRAIN_ENV: dict[str, Any] = dict(episodic_life=False, reward_clip=False)

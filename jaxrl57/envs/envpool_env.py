@@ -21,12 +21,16 @@ This is the same contract as the JAX envs (`base.py`) once a runner has reset th
 `(obs_t, a_t, r, final_obs, terminated)`, then act on `obs`. `final_obs` is `obs` itself
 (same object, no copy) when no env ended.
 
-Atari (`*-v5`): with `train=True` the adapter sets `episodic_life=True` and
-`reward_clip=True` (Mnih et al. 2015), with `train=False` both False (evaluation); always
-`noop_max=30`, `repeat_action_probability=0.25` (sticky actions, Machado et al. 2018),
-`stack_num=4`, 84x84 gray frames, so obs are uint8 `[4, 84, 84]`. Any of these can be
-overridden (`img_height=...`, `episodic_life=...`, ...). With `episodic_life`, a lost life
-sets `terminated` (the transition's discount is 0) but EnvPool keeps playing the same game.
+Atari (`*-v5`): `noop_max=30`, `repeat_action_probability=0.25` (sticky actions, Machado
+et al. 2018), `stack_num=4`, 84x84 gray frames, so obs are uint8 `[4, 84, 84]`, and the
+whole game with its real rewards (`episodic_life=False`, `reward_clip=False`). Whether a
+lost life ends a TRAINING episode and whether training rewards are clipped is the agent's
+choice, not the environment's (Mnih et al. 2015 do both, Kapturowski et al. 2019 neither):
+the caller passes it as overrides (`configs` keeps each agent family's). Any default can
+be overridden (`img_height=...`, `episodic_life=...`, ...), except that evaluation envs
+(`train=False`) always play the whole game with unclipped rewards. With `episodic_life`,
+a lost life sets `terminated` (the transition's discount is 0) but EnvPool keeps playing
+the same game.
 
 Episode statistics are those of the REAL game: the undiscounted sum of the unclipped
 rewards (EnvPool's `info["reward"]` for Atari) and the number of agent steps, summed
@@ -44,7 +48,9 @@ import numpy as np
 
 from jaxrl57.envs.base import EnvSpec
 
-ATARI_TRAIN_DEFAULTS = {
+ATARI_DEFAULTS = {
+    "episodic_life": False,
+    "reward_clip": False,
     "noop_max": 30,
     "repeat_action_probability": 0.25,
     "stack_num": 4,
@@ -93,12 +99,17 @@ def is_atari(env_id: str) -> bool:
 
 
 def envpool_kwargs(env_id: str, *, train: bool = True, **overrides: Any) -> dict[str, Any]:
-    """The EnvPool config this module uses for `env_id`: Atari protocol defaults, then
-    `overrides`."""
+    """The EnvPool config this module uses for `env_id`: the Atari protocol defaults, then
+    `overrides` (a training env's lost-life and reward-clipping settings among them); for
+    evaluation (`train=False`) Atari envs play the whole game with unclipped rewards
+    whatever the overrides say, so every agent is scored on the same game."""
     kwargs: dict[str, Any] = {}
-    if is_atari(env_id):
-        kwargs.update(ATARI_TRAIN_DEFAULTS, episodic_life=train, reward_clip=train)
+    atari = is_atari(env_id)
+    if atari:
+        kwargs.update(ATARI_DEFAULTS)
     kwargs.update(overrides)
+    if atari and not train:
+        kwargs.update(episodic_life=False, reward_clip=False)
     return kwargs
 
 
@@ -261,8 +272,8 @@ def make_envpool(env_id: str, num_envs: int, seed: int, *, train: bool = True,
                  **overrides: Any) -> EnvPoolVec:
     """`num_envs` EnvPool envs `env_id` (e.g. `CartPole-v1`, `Breakout-v5`) seeded from `seed`.
 
-    `train` selects the Atari training protocol (episodic life, clipped rewards) or the
-    evaluation one (neither); `overrides` are passed to `envpool.make` last (e.g.
-    `num_threads`, `img_height`, `repeat_action_probability`).
+    `overrides` are passed to `envpool.make` last (e.g. `num_threads`, `img_height`, and
+    the agent's `episodic_life` and `reward_clip` for training); with `train=False`
+    (evaluation) Atari envs play the whole game with unclipped rewards regardless.
     """
     return EnvPoolVec(env_id, num_envs, seed, train=train, **overrides)

@@ -50,7 +50,10 @@ class EnvPoolDriver:
         self.num_members = K = len(seeds)
         M = self.run.num_envs
         env_kwargs = env_kwargs or {}
-        self.envs = make_envpool(env_id, K * M, seeds[0], train=True, **env_kwargs)
+        # The agent family's training settings (lost life as episode end, reward
+        # clipping: `configs`), under the user's --env-arg.
+        train_env = {**getattr(settings, "train_env", {}), **env_kwargs}
+        self.envs = make_envpool(env_id, K * M, seeds[0], train=True, **train_env)
         self.eval_envs = make_envpool(env_id, K * self.run.eval_episodes, seeds[0] + 1_000_003,
                                       train=False, **env_kwargs)
         family = settings.family
