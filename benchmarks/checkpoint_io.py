@@ -16,7 +16,7 @@ wrote); `new`, `jaxrl57.checkpoint`; `orbax`, orbax-checkpoint's
     `make_dqn(..., spec, 1)`) whose frame replay holds `--capacity`
     transitions, its frames filled (`--content`) with Breakout frames from a
     random policy cycled through the buffer (what a replay holds) or with
-    random bytes (incompressible). Each save and each restore runs in a fresh
+    random frames (incompressible). Each save and each restore runs in a fresh
     subprocess: seconds, and peak resident memory of the process over the
     operation (VmHWM, reset just before it through /proc/self/clear_refs), next
     to the resident memory it started from. Restores read the file just
@@ -211,12 +211,14 @@ def _reset_peak() -> bool:
 
 
 def _fill(frames, content: str, pool_path: str):
-    """The frame buffer [1, N, 84, 84] refilled in place (donated)."""
+    """The frame buffer [1, N, 84, 84] refilled in place (donated), cycling through
+    the pool of frames: the Breakout frames, or 10,000 random ones (70 MB, more
+    than a compressor's window, so incompressible)."""
     if content == "random":
-        fill = jax.jit(lambda f: jax.random.bits(jax.random.PRNGKey(0), f.shape, jnp.uint8),
-                       donate_argnums=0)
-        return fill(frames)
-    pool = jnp.asarray(np.load(pool_path))
+        pool = jnp.asarray(np.random.default_rng(0).integers(0, 256, (10_000, 84, 84),
+                                                             dtype=np.uint8))
+    else:
+        pool = jnp.asarray(np.load(pool_path))
     fill = jax.jit(lambda f, p: p[jnp.arange(f.shape[1]) % p.shape[0]][None],
                    donate_argnums=0)
     return fill(frames, pool)
