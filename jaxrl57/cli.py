@@ -10,7 +10,9 @@ dynamics written in JAX, so the whole run is one compiled program). `--seeds`
 and `--sweep` train all members in ONE compiled program (`jax.vmap`).
 Bad input ends with one `jaxrl57: error: ...` line and exit status 2; a
 training whose loss or parameters become non-finite stops with one such line
-and exit status 3, its last good checkpoint kept.
+and exit status 3, its last good checkpoint kept. Compiled programs are kept in a
+persistent cache (`configure_compile_cache`; off with `--no-compile-cache`), so a
+second run of the same configuration does not compile again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ _START = time.perf_counter()
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -40,6 +44,72 @@ def _agent_names() -> tuple[str, ...]:
     from jaxrl57.configs import AGENTS  # imports JAX: only when the parser is built
 
     return AGENTS
+
+
+CACHE_DIR_ENV = "JAXRL57_CACHE_DIR"
+NO_CACHE_ENV = "JAXRL57_NO_COMPILE_CACHE"
+_NO_CACHE_HELP = (
+    "do not use the persistent compilation cache (compiled programs kept in "
+    f"${CACHE_DIR_ENV}, default $XDG_CACHE_HOME/jaxrl57/jax or ~/.cache/jaxrl57/jax, so a "
+    f"second run of the same configuration skips compiling); also {NO_CACHE_ENV}=1. "
+    "A cache folder set through JAX's own JAX_COMPILATION_CACHE_DIR is JAX's and left as set")
+
+
+def compile_cache_dir() -> str:
+    """The persistent compilation cache's folder: `$JAXRL57_CACHE_DIR`, else
+    `jaxrl57/jax` under the XDG cache folder (`$XDG_CACHE_HOME`, default ~/.cache)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return os.path.expanduser(os.environ[CACHE_DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jaxrl57", "jax")
+
+
+def _writable_dir(path: str) -> bool:
+    try:
+        os.makedirs(path, exist_ok=True)
+        # Creating the folder can succeed where writing into it fails (a folder
+        # someone else made, a read-only mount); JAX would then warn on every write.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+_cache_dir_ours: str | None = None  # the folder this module gave JAX, if any
+
+
+def configure_compile_cache(disabled: bool = False) -> str | None:
+    """Points JAX's persistent compilation cache at `compile_cache_dir()`, or turns
+    it off (`disabled`, or `JAXRL57_NO_COMPILE_CACHE` set to anything but 0/empty).
+
+    Must run before the first compilation of the process to cover it. A folder
+    that cannot be created or written (a read-only home) leaves the cache off:
+    a run never fails for its cache. A cache folder set through JAX's own
+    configuration (JAX_COMPILATION_CACHE_DIR, or `jax.config` in a caller's
+    process) is left as it is. Returns the folder in use, or None.
+    """
+    global _cache_dir_ours
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    current = jax.config.jax_compilation_cache_dir
+    if current is not None and current != _cache_dir_ours:
+        return current
+    disabled = disabled or os.environ.get(NO_CACHE_ENV, "") not in ("", "0")
+    path = None if disabled else compile_cache_dir()
+    if path is not None and not _writable_dir(path):
+        path = None
+    if path != current:
+        jax.config.update("jax_compilation_cache_dir", path)
+        if path is not None and "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+            # JAX's default writes only programs that took >= 1 s to compile; most
+            # programs of a small run (evaluation, init, the row program on a fast
+            # machine) take less and would compile again on every run.
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        compilation_cache.reset_cache()  # the cache reads its folder once
+    _cache_dir_ours = path
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=1, metavar="ROWS",
                        help="write a checkpoint every ROWS log rows (default 1)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-compile-cache", action="store_true", help=_NO_CACHE_HELP)
     train.add_argument("--tensorboard", action="store_true",
                        help="also write every metrics.csv value as TensorBoard scalars to "
                             "OUT/tensorboard (needs tensorboardX: pip install "
@@ -88,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default report)")
     report.add_argument("--reps", type=int, default=2000,
                         help="bootstrap resamples of the confidence intervals (default 2000)")
+    report.add_argument("--no-compile-cache", action="store_true", help=_NO_CACHE_HELP)
     return parser
 
 
@@ -118,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     expose_host_cores()
     try:
         args = build_parser().parse_args(argv or ["train"])
+        configure_compile_cache(disabled=getattr(args, "no_compile_cache", False))
         if args.command == "report":
             from jaxrl57.report import run_report
             return run_report(args)
@@ -176,3 +249,11 @@ def parse_members(args) -> tuple[list[int], list[dict[str, str]]]:
 
 
 __all__ = ["main", "build_parser", "parse_env_args", "parse_members", "UsageError"]
+
+
+if __name__ == "__main__":
+    # `python -m jaxrl57.cli` runs this file as `__main__`, a second copy of the
+    # module: call the package's copy, whose UsageError is the one train.py raises.
+    from jaxrl57.cli import main as _main
+
+    sys.exit(_main())

@@ -302,6 +302,57 @@ def test_resume_after_sigkill_is_exact(tmp_path, compile_cache):
     assert all(np.array_equal(x, y) for x, y in zip(state_a, state_b, strict=True))
 
 
+# ---------------------------------------------------------------- compile cache
+
+# Run in a fresh process: the cache must be set before the process's first
+# compilation, and this module's fixture has set JAX's cache folder in this one.
+_CACHE_PROBE = """
+import collections, json, os, sys
+import jax
+from jaxrl57.cli import configure_compile_cache, main
+
+cache, out, blocked = sys.argv[1:4]
+argv = ["train", "dqn", "--env", "jax:Catch", "--steps", "400", "--set", "num_rows=1",
+        "--set", "learning_starts=100", "--set", "eval_episodes=1", "--no-progress"]
+events = collections.Counter()
+jax.monitoring.register_event_listener(lambda name, **_: events.update([name]))
+res = {}
+os.environ["JAXRL57_NO_COMPILE_CACHE"] = "1"
+res["env_opt_out"] = configure_compile_cache()
+os.environ["JAXRL57_NO_COMPILE_CACHE"] = "0"
+os.environ["JAXRL57_CACHE_DIR"] = blocked
+res["unwritable"] = configure_compile_cache()
+os.environ["JAXRL57_CACHE_DIR"] = cache
+for name, extra in [("flag", ["--no-compile-cache"]), ("cold", []), ("warm", [])]:
+    events.clear()
+    rc = main(argv + extra + ["--out", os.path.join(out, name)])
+    res[name] = dict(rc=rc, entries=len(os.listdir(cache)) if os.path.isdir(cache) else 0,
+                     hits=events["/jax/compilation_cache/cache_hits"],
+                     misses=events["/jax/compilation_cache/cache_misses"])
+print(json.dumps(res))
+"""
+
+
+def test_compile_cache_in_the_cache_folder_unless_opted_out(tmp_path):
+    cache = tmp_path / "cache"
+    (tmp_path / "file").write_text("")  # a folder cannot be made under a file
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _CACHE_PROBE, str(cache), str(tmp_path / "out"),
+         str(tmp_path / "file" / "cache")],
+        capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["env_opt_out"] is None and res["unwritable"] is None
+    assert res["flag"] == dict(rc=0, entries=0, hits=0, misses=0)
+    # The first run writes every program it compiles; the same run again reads
+    # them all and compiles nothing.
+    cold, warm = res["cold"], res["warm"]
+    assert cold["rc"] == 0 and cold["entries"] == cold["misses"] >= 2 and cold["hits"] == 0
+    assert warm == dict(rc=0, entries=cold["entries"], hits=cold["misses"], misses=0)
+
+
 # ---------------------------------------------------------------- checkpoint files
 
 
