@@ -7,7 +7,8 @@ A checkpoint is one file of raw array bytes and a JSON manifest:
     manifest (UTF-8 JSON)                     format, treedef, per leaf: tree path,
                                               dtype, shape, offset, nbytes, SHA-256;
                                               meta (rows, wall_s)
-    manifest length (8 bytes, little endian) + b"JAXRL57-CKPT-2\\n"
+    manifest length (8 bytes, little endian), manifest SHA-256 (32 bytes),
+    b"JAXRL57-CKPT-2\\n"
 
 Loading parses JSON (`json.loads` builds only dicts, lists, strings and
 numbers), checks every leaf's path, dtype and shape against the run's own
@@ -52,7 +53,7 @@ OLD_MAGIC = b"JAXRL57-CKPT-1 "  # the pickle format, refused unread
 FORMAT = "jaxrl57-checkpoint"
 VERSION = 2
 _HEADER = len(MAGIC)
-_FOOTER = 8 + len(MAGIC)
+_FOOTER = 8 + 32 + len(MAGIC)
 _ALIGN = 64
 _CHUNK = 64 << 20  # bytes written or read (and hashed) per call
 # Plain numeric dtypes only: the manifest names one of these, never a type to build.
@@ -129,7 +130,7 @@ def save(path: str, state: Any, meta: dict) -> None:
                                    "treedef": str(treedef), "leaves": entries,
                                    "meta": meta}).encode()
             f.write(manifest)
-            f.write(struct.pack("<Q", len(manifest)) + MAGIC)
+            f.write(struct.pack("<Q", len(manifest)) + hashlib.sha256(manifest).digest() + MAGIC)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -157,12 +158,15 @@ def _read_manifest(f, path: str, size: int) -> dict:
     f.seek(size - _FOOTER)
     footer = f.read(_FOOTER)
     (length,) = struct.unpack("<Q", footer[:8])
-    if footer[8:] != MAGIC or length > size - _HEADER - _FOOTER:
+    if footer[40:] != MAGIC or length > size - _HEADER - _FOOTER:
         raise CheckpointError(f"checkpoint {path} is corrupt (truncated)")
     f.seek(size - _FOOTER - length)
+    text = f.read(length)
+    if hashlib.sha256(text).digest() != footer[8:40]:
+        raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch in the manifest)")
     try:
-        manifest = json.loads(f.read(length).decode())
-    except (ValueError, UnicodeDecodeError):
+        manifest = json.loads(text.decode())
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise CheckpointError(f"checkpoint {path} is corrupt (bad manifest)") from None
     problem = _manifest_problem(manifest, data_end=size - _FOOTER - length)
     if problem:

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+import jax
 import numpy as np
 
 from jaxrl57 import checkpoint, configs, envs, reporting
@@ -131,13 +132,14 @@ def run_training(args, start_time: float) -> int:
                 _fail(f"--resume {out}: {OLD_CKPT} is of the old pickle format, which is no "
                       f"longer supported (loading it could run code); start a new run")
             _fail(f"--resume {out}: no checkpoint there yet")
+        template = _release_state(driver)
         try:
-            state, meta = checkpoint.load(ckpt_path, like=driver.state_template())
+            state, meta = checkpoint.load(ckpt_path, like=template)
+            rows, prior_wall = _checked_meta(ckpt_path, meta, len(seeds),
+                                             base.run_config.num_rows)
         except checkpoint.CheckpointError as e:
             _fail(str(e))
         driver.set_state(state)
-        rows = meta["rows"]
-        prior_wall = meta.get("wall_s", 0.0)
     try:
         return _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall,
                      start_time)
@@ -145,6 +147,35 @@ def run_training(args, start_time: float) -> int:
         close = getattr(driver, "close", None)  # the async pipeline's actor thread
         if close is not None:
             close()
+
+
+def _release_state(driver):
+    """The driver's state template as shapes, dtypes and shardings, after freeing
+    the freshly initialised state it replaces: a restore then never holds two
+    copies of a state whose replay can take most of the memory."""
+    close = getattr(driver, "close", None)  # the async pipeline's actor thread
+    if close is not None:
+        close()
+    live = driver.state_template()
+    template = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+        if isinstance(x, jax.Array) else x, live)
+    for x in jax.tree.leaves(live):
+        if isinstance(x, jax.Array) and not x.is_deleted():
+            x.delete()
+    return template
+
+
+def _checked_meta(path: str, meta: dict, num_members: int, num_rows: int):
+    """(rows, wall_s) of a checkpoint's metadata, or CheckpointError: they set
+    where the resumed run starts, so they must agree with the run."""
+    rows, wall = meta.get("rows"), meta.get("wall_s", 0.0)
+    if (not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows)
+            or len(rows) % num_members or len(rows) // num_members > num_rows
+            or not isinstance(wall, (int, float))):
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} is corrupt (its metrics rows do not fit this run)")
+    return rows, float(wall)
 
 
 def _parse_sets(items):

@@ -41,10 +41,12 @@ CASES = {
     "r2d2_hidden_sizes0": (R2D2 + _set("hidden_sizes=0"), ["hidden_sizes", ">= 1"]),
     # a state too large for the machine: 44 bytes per CartPole transition
     "replay_1e12": (CARTPOLE + _set("replay_capacity=1e12"),
-                    ["replay_capacity=1000000000000 needs 44.0 TB for 1 member's state "
-                     "(replay 44.0 TB), but ", "of memory are available"]),
+                    ["replay_capacity=1000000000000 needs 88.0 TB, twice the 44.0 TB of "
+                     "1 member's state (replay 44.0 TB) as a training step holds it, but ",
+                     "of memory are available"]),
     "r2d2_replay_1e9": (R2D2 + _set("replay_capacity=1e9"),
                         ["replay_capacity=1000000000 needs", "TB"]),
+    "steps_int32": (CARTPOLE + ["--steps", "3000000000"], ["total_steps must be below 2**31"]),
     # non-finite traced hyperparameters, by --set and by --sweep
     "lr_nan": (CARTPOLE + _set("learning_rate=nan"),
                ["learning_rate must be a finite number, got nan"]),
@@ -147,7 +149,7 @@ def test_replay_too_large_is_the_only_output_out_of_process(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        "jaxrl57: error: replay_capacity=1000000000000 needs 44.0 TB"), proc.stderr
+        "jaxrl57: error: replay_capacity=1000000000000 needs 88.0 TB"), proc.stderr
 
 
 def test_infinity_where_it_means_something():
@@ -192,15 +194,16 @@ def test_check_fits_counts_members_and_names_both_figures():
     spec = envs.env_spec("jax:CartPole-v1")
     one, replay = footprint.state_bytes(settings, spec)
     assert replay > one / 2
-    assert footprint.check_fits(settings, spec, 3, available=(3 * one, "memory")) == 3 * one
+    assert footprint.check_fits(settings, spec, 3, available=(6 * one, "memory")) == 6 * one
     with pytest.raises(ValueError) as e:
-        footprint.check_fits(settings, spec, 3, available=(3 * one - 1, "memory"))
+        footprint.check_fits(settings, spec, 3, available=(6 * one - 1, "memory"))
     assert str(e.value) == (
-        f"replay_capacity=100000 needs {footprint.format_bytes(3 * one)} for 3 members' state "
-        f"(replay {footprint.format_bytes(3 * replay)}), but "
-        f"{footprint.format_bytes(3 * one - 1)} of memory are available")
+        f"replay_capacity=100000 needs {footprint.format_bytes(6 * one)}, twice the "
+        f"{footprint.format_bytes(3 * one)} of 3 members' state "
+        f"(replay {footprint.format_bytes(3 * replay)}) as a training step holds it, but "
+        f"{footprint.format_bytes(6 * one - 1)} of memory are available")
     # unknown free memory: no check
-    assert footprint.check_fits(settings, spec, 1, available=(None, "memory")) == one
+    assert footprint.check_fits(settings, spec, 1, available=(None, "memory")) == 2 * one
 
 
 @pytest.mark.parametrize("n,text", [(512, "512 B"), (20_100_000_000, "20.1 GB"),

@@ -19,13 +19,14 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxrl57 import checkpoint
 from jaxrl57.cli import main
 
 CKPT = "checkpoint.jaxrl57"
-FOOTER = 8 + len(checkpoint.MAGIC)
+FOOTER = 8 + 32 + len(checkpoint.MAGIC)
 # Member 0 learns, member 1's learning rate makes its first updates non-finite; the
 # first row (1000 env steps) makes no updates, so its loss is logged as NaN.
 DIVERGING = ["train", "dqn", "--env", "jax:Catch", "--steps", "2000", "--set", "num_rows=2",
@@ -70,7 +71,8 @@ def _split(path) -> tuple[bytes, dict]:
 def _join(path, body: bytes, manifest) -> None:
     m = json.dumps(manifest).encode() if not isinstance(manifest, bytes) else manifest
     with open(path, "wb") as f:
-        f.write(body + m + struct.pack("<Q", len(m)) + checkpoint.MAGIC)
+        f.write(body + m + struct.pack("<Q", len(m)) + hashlib.sha256(m).digest()
+                + checkpoint.MAGIC)
 
 
 # ---------------------------------------------------------------- round trip
@@ -297,7 +299,15 @@ def test_truncated_and_corrupt_files(run_dir):
     flipped = bytearray(good)
     flipped[leaf["offset"] + leaf["nbytes"] // 2] ^= 0xFF
     refused(bytes(flipped), "checksum mismatch")
-    refused(good[:len(body) + 3] + b"#" + good[len(body) + 4:], "bad manifest")
+    # A changed manifest byte (rows of the metrics, say) fails the manifest's own
+    # checksum; a manifest that is consistent but not JSON, or nested past the
+    # parser's recursion limit, is a bad manifest, not a traceback.
+    refused(good[:len(body) + 3] + b"#" + good[len(body) + 4:],
+            "checksum mismatch in the manifest")
+    for text in (b"{not json", b"[" * 200_000):
+        _join(path, body, text)
+        with pytest.raises(checkpoint.CheckpointError, match="bad manifest"):
+            checkpoint.load(path)
     refused(b"hello\nworld", "not a jaxrl57 checkpoint")
     # Offsets past the data, overlapping leaves, sizes that disagree with the shape.
     for change in ({"offset": len(good)}, {"offset": 0}, {"nbytes": leaf["nbytes"] + 1},
@@ -351,3 +361,39 @@ def test_finite_checks_name_the_members():
     assert _non_finite_members(new, [True, False, True], previous) == (
         "member 1 (seed 5) loss inf and parameters")
     assert _non_finite_members([dict(new[0], updates=0)], [True], None) == ""
+
+
+def test_finite_check_covers_optimizer_moments_but_not_injected_settings():
+    """An Adam moment that overflowed stalls learning with finite params and loss;
+    `max_grad_norm=inf` (no clipping, Nature's preset) is a setting, not a fault."""
+    from jaxrl57.runners.driver import learner_tree, member_finite
+
+    class State(NamedTuple):
+        params: dict
+        target_params: dict
+        opt_state: tuple
+        replay: jax.Array
+
+    tx = optax.chain(optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=jnp.inf),
+                     optax.adam(1e-3))
+    params = {"w": jnp.ones(3)}
+    state = State(params, params, tx.init(params), jnp.full(4, jnp.nan))
+    assert bool(member_finite(learner_tree(state)))  # inf setting and NaN replay ignored
+    adam = state.opt_state[1][0]
+    bad = state._replace(opt_state=(state.opt_state[0],
+                                    (adam._replace(nu={"w": adam.nu["w"].at[0].set(jnp.inf)}),
+                                     *state.opt_state[1][1:])))
+    assert not bool(member_finite(learner_tree(bad)))
+    assert not bool(member_finite(learner_tree(state._replace(
+        target_params={"w": jnp.ones(3).at[1].set(jnp.nan)}))))
+
+
+def test_metadata_that_does_not_fit_the_run_exits_2(run_dir):
+    """A consistent file (checksums recomputed) whose rows disagree with the run:
+    the rows decide where a resumed run starts, so they are checked too."""
+    path = os.path.join(run_dir, CKPT)
+    body, manifest = _split(path)
+    for meta in ({"wall_s": 1.0}, {"rows": "x", "wall_s": 1.0},
+                 {"rows": [{}] * 1000, "wall_s": 1.0}, {"rows": [], "wall_s": "x"}):
+        _join(path, body, dict(manifest, meta=meta))
+        _assert_exit_2(["train", "--resume", run_dir], "corrupt", "rows")

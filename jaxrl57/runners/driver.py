@@ -3,7 +3,8 @@
 A driver owns the complete state of a run for K members and exposes
 `run_row() -> [K row dicts]`, `get_state()` / `set_state()` (for checkpoints),
 `state_template()` (the expected tree, to validate a checkpoint) and
-`all_finite() -> [K] bool` (every parameter of each member is finite).
+`all_finite() -> [K] bool` (params, target params and optimizer state of each
+member are finite).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxrl57.runners.devices import member_sharding, over_members
 from jaxrl57.runners.on_device import make_runner
@@ -22,9 +24,23 @@ def stack_hparams(member_hparams: list[dict], hparams_cls):
     return jax.tree.map(lambda *xs: np.stack(xs), *members)
 
 
-def member_finite(params) -> jax.Array:
-    """() bool: every parameter of one member is finite."""
-    return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]).all()
+def member_finite(tree) -> jax.Array:
+    """() bool: every floating-point leaf of one member's `tree` is finite."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves] or [jnp.bool_(True)]).all()
+
+
+def learner_tree(agent_state):
+    """What the finite check covers: params, target params and optimizer state.
+    An optimizer moment that overflowed to inf leaves params and loss finite but
+    stalls every later update, so it must stop the run as well."""
+    parts = tuple(getattr(agent_state, name) for name in ("params", "target_params", "opt_state")
+                  if hasattr(agent_state, name))
+    # Injected hyperparameters are settings, not learned state: max_grad_norm=inf
+    # (no clipping, the Nature preset) is legitimately infinite.
+    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+    return jax.tree.map(lambda n: n.inner_state if isinstance(n, injected) else n, parts,
+                        is_leaf=lambda n: isinstance(n, injected))
 
 
 @jax.jit
@@ -71,7 +87,7 @@ class JaxDriver:
         # on a short run costs more than all its rows spend in the check.
         def row(s):
             s, rows = run_rows(s, 1)
-            return s, rows, member_finite(s.agent.params)
+            return s, rows, member_finite(learner_tree(s.agent))
 
         self._row = jax.jit(over_members(row, members), donate_argnums=0, **shard)
         self.state = jax.jit(over_members(init, members), **shard)(keys, hparams)
@@ -83,7 +99,7 @@ class JaxDriver:
 
     def all_finite(self) -> np.ndarray:
         if self._finite is None:
-            self._finite = params_finite(self.state.agent.params)
+            self._finite = params_finite(learner_tree(self.state.agent))
         return np.asarray(self._finite)
 
     def state_template(self):

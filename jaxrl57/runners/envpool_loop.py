@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl57.runners.devices import over_members
-from jaxrl57.runners.driver import params_finite, stack_hparams
+from jaxrl57.runners.driver import learner_tree, params_finite, stack_hparams
 from jaxrl57.runners.on_device import RunConfig
 
 
@@ -273,8 +273,8 @@ class EnvPoolDriver:
         return np.asarray(returns, np.float64)
 
     def all_finite(self) -> np.ndarray:
-        """[K] bool: every parameter of each member is finite."""
-        return np.asarray(params_finite(self.state["agent"].params))
+        """[K] bool: params, target params and optimizer state of each member are finite."""
+        return np.asarray(params_finite(learner_tree(self.state["agent"])))
 
     def state_template(self):
         return self.state

@@ -73,10 +73,17 @@ def format_bytes(n: float) -> str:
     raise AssertionError  # unreachable
 
 
+# A compiled training step holds its state in and out, so a run's peak memory is
+# close to twice its state (docs/results.md): a state over half the free memory
+# cannot run.
+PEAK_FACTOR = 2
+
+
 def check_fits(settings, spec, num_members: int, members_per_device: int | None = None,
                available: tuple[int | None, str] | None = None) -> int:
     """Raises ValueError with one sentence when the state of `num_members`
-    members cannot fit in the memory available; returns the bytes it needs.
+    members cannot fit in the memory available; returns the bytes it needs
+    (`PEAK_FACTOR` times the state).
 
     `members_per_device`: how many members' states one device holds (the
     on-device driver spreads them over the devices, `devices.member_sharding`);
@@ -86,10 +93,10 @@ def check_fits(settings, spec, num_members: int, members_per_device: int | None 
     member, replay = state_bytes(settings, spec)
     free, where = available if available is not None else available_bytes()
     if free is None:
-        return member * num_members
+        return PEAK_FACTOR * member * num_members
     on_host = jax.devices()[0].platform == "cpu"
     count = num_members if on_host or members_per_device is None else members_per_device
-    need = member * count
+    need = PEAK_FACTOR * member * count
     if need <= free:
         return need
     members = "1 member's" if count == 1 else f"{count} members'"
@@ -97,6 +104,6 @@ def check_fits(settings, spec, num_members: int, members_per_device: int | None 
     if 2 * replay >= member:
         what = f"replay_capacity={settings.agent_config.replay_capacity}"
     raise ValueError(
-        f"{what} needs {format_bytes(need)} for {members} state "
-        f"(replay {format_bytes(replay * count)}), but {format_bytes(free)} of {where} "
-        f"are available")
+        f"{what} needs {format_bytes(need)}, twice the {format_bytes(member * count)} of "
+        f"{members} state (replay {format_bytes(replay * count)}) as a training step holds "
+        f"it, but {format_bytes(free)} of {where} are available")

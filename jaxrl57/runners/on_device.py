@@ -90,6 +90,9 @@ class RunConfig:
                      "actor_lag"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_rows * self.steps_per_row >= 2**31:
+            raise ValueError(f"total_steps must be below 2**31 per member (the step counters "
+                             f"are int32), got {self.total_steps}")
 
 
 class RunnerState(NamedTuple):
