@@ -349,7 +349,8 @@ def test_compile_cache_in_the_cache_folder_unless_opted_out(tmp_path):
     # The first run writes every program it compiles; the same run again reads
     # them all and compiles nothing.
     cold, warm = res["cold"], res["warm"]
-    assert cold["rc"] == 0 and cold["entries"] == cold["misses"] >= 2 and cold["hits"] == 0
+    # (>=: some JAX versions keep an access-time file beside each entry.)
+    assert cold["rc"] == 0 and cold["entries"] >= cold["misses"] >= 2 and cold["hits"] == 0
     assert warm == dict(rc=0, entries=cold["entries"], hits=cold["misses"], misses=0)
 
 
