@@ -243,6 +243,22 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
     # Before the derived values below: they divide by loop settings, and an
     # impossible one must fail with its own sentence, not a ZeroDivisionError.
     check(Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family))
+    # A row needs at least one step of the env batch: more rows than that would
+    # silently stretch the run past `total_steps`. A family default gives way to
+    # a short `--steps`; a `num_rows` the user asked for is an error.
+    phase = run["num_envs"] * run["train_every"]
+    batches = run["total_steps"] // phase
+    if run["num_rows"] > max(batches, 1):
+        if "num_rows" in overrides:
+            raise ConfigError(
+                f"num_rows ({run['num_rows']}) exceeds the steps of the env batch in the run "
+                f"(total_steps {run['total_steps']} / (num_envs {run['num_envs']} x "
+                f"train_every {run['train_every']}) = {batches}): lower num_rows or raise "
+                f"--steps")
+        # The most rows whose equal split covers the steps with the fewest extra phases.
+        needed = -(-run["total_steps"] // phase)
+        run["num_rows"] = min(range(max(batches, 1), 0, -1),
+                              key=lambda r: r * -(-needed // r))
     if "lr_decay_updates" not in overrides:
         # Anneal over the updates this run will make.
         r = RunConfig(**run)

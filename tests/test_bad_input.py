@@ -47,6 +47,8 @@ CASES = {
     "r2d2_replay_1e9": (R2D2 + _set("replay_capacity=1e9"),
                         ["replay_capacity=1000000000 needs", "TB"]),
     "steps_int32": (CARTPOLE + ["--steps", "3000000000"], ["total_steps must be below 2**31"]),
+    # 1000 steps of 8 envs make 125 batches: 200 rows would stretch the run
+    "rows_past_steps": (CARTPOLE + _set("num_rows=200"), ["num_rows (200) exceeds", "= 125"]),
     # non-finite traced hyperparameters, by --set and by --sweep
     "lr_nan": (CARTPOLE + _set("learning_rate=nan"),
                ["learning_rate must be a finite number, got nan"]),
@@ -230,3 +232,13 @@ def test_env_makers_take_numpy_integers():
 
     assert envs.env_spec("jax:Catch", size=np.int64(5)).obs_shape == (5, 5, 1)
     assert envs.env_spec("jax:Cave", size=12, frames=np.int32(2)).obs_shape == (12, 12, 2)
+
+
+def test_a_short_run_takes_fewer_rows_than_the_family_default():
+    """Atari R2D2 logs 200 rows; 2,000 steps of 8 envs acting 4 steps between
+    updates are 62.5 phases, so 63 phases (2,016 steps) are run, in the most rows
+    that split them evenly (21 of 3 phases), not in 200 rows (6,400 steps)."""
+    s = configs.resolve("r2d2", "Breakout-v5", {}, steps=2_000)
+    assert s.run_config.num_rows == 21
+    assert s.run_config.num_rows * s.run_config.steps_per_row == 2_016
+    assert configs.resolve("r2d2", "Breakout-v5", {}).run_config.num_rows == 200
