@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import pickle
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import command_line, write_results
+from _common import run_record, write_results
 
 from jaxrl57 import checkpoint, configs, envs
 from jaxrl57.agents.dqn import make_dqn
@@ -311,14 +310,7 @@ def main() -> int:
     if not set(formats) <= set(FORMATS):
         p.error(f"--formats takes {', '.join(FORMATS)}")
     os.makedirs(a.dir, exist_ok=True)
-    command = command_line()
-    dev = jax.devices()[0]
-    print(f"command: {command}")
-    print(f"device: {dev.platform} {dev.device_kind}  jax {jax.__version__}")
-    results: dict = {"command": command, "device": f"{dev.platform} {dev.device_kind}",
-                     "jax": jax.__version__, "python": platform.python_version(),
-                     "cpus": os.cpu_count(), "formats": formats, "capacity": a.capacity,
-                     "content": a.content}
+    results = run_record(formats=formats, capacity=a.capacity, content=a.content)
     results["small"] = small = small_state(a.small_repeats, a.dir, formats)
     print(f"\n(a) default `jaxrl57 train` state: {small['leaves']} leaves, {small['mb']:.1f} MB"
           + (f"; orbax import {small['orbax_import_s']:.2f} s" if "orbax" in small else ""))

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import command_line, write_results
+from _common import run_record, write_results
 
 from jaxrl57.replay import (
     Transition,
@@ -119,14 +118,8 @@ def main() -> int:
     p.add_argument("--json", default=os.path.join("benchmarks", "results",
                                                   "replay_memory.json"))
     a = p.parse_args()
-    command = command_line()
-    dev = jax.devices()[0]
-    print(f"command: {command}")
-    print(f"device: {dev.platform} {dev.device_kind}  jax {jax.__version__}")
-    results: dict = {"command": command, "device": f"{dev.platform} {dev.device_kind}",
-                     "jax": jax.__version__, "python": platform.python_version(),
-                     "capacity": a.capacity, "small": a.small, "frame_bytes": FRAME,
-                     "goal_bytes_per_transition": 1.1 * FRAME}
+    results = run_record(capacity=a.capacity, small=a.small, frame_bytes=FRAME,
+                         goal_bytes_per_transition=1.1 * FRAME)
     results["shapes"] = shapes_only(a.capacity)
     results["allocated"] = allocated(a.small)
     if a.envpool_steps > 0:

@@ -28,12 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 
-from _common import command_line, write_results
+from _common import run_record, write_results
 
 from jaxrl57.runners.devices import expose_host_cores
 
@@ -170,15 +169,7 @@ def main() -> int:
     a = p.parse_args()
     OVERRIDES.update(item.split("=", 1) for item in a.set)
 
-    command = command_line()
-    dev = jax.devices()[0]
-    print(f"command: {command}")
-    print(f"device: {dev.platform} {dev.device_kind}  jax {jax.__version__}  "
-          f"cpus {os.cpu_count()}")
-    results: dict = {"command": command, "device": f"{dev.platform} {dev.device_kind}",
-                     "jax": jax.__version__, "python": platform.python_version(),
-                     "cpus": os.cpu_count(), "steps_per_row": a.steps, "rows": a.rows,
-                     "reps": a.reps}
+    results = run_record(steps_per_row=a.steps, rows=a.rows, reps=a.reps)
     t_all = time.perf_counter()
     if "a" in a.only:
         results["on_device"] = bench_on_device(a.steps, a.rows)
