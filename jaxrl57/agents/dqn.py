@@ -587,9 +587,11 @@ _TUNED_DOUBLE_DQN = dict(epsilon_end=0.01, eval_epsilon=0.001,
 ATARI_PRESET_HPARAMS: dict[str, dict[str, float]] = {
     "dqn": dict(),
     "double_dqn": dict(_TUNED_DOUBLE_DQN),
-    # Wang et al. 2016, sec. 4.2: the tuned Double DQN's settings, a slightly
-    # lower learning rate (6.25e-5 against 2.5e-4) and gradients clipped to norm
-    # 10; the 1/sqrt(2) gradient rescale is in the network (`networks.DuelingHead`).
+    # Wang et al. 2016, sec. 4.2: the tuned Double DQN's settings, a "slightly
+    # lower" learning rate and gradients clipped to norm 10; the 1/sqrt(2)
+    # gradient rescale is in the network (`networks.DuelingHead`). The text
+    # gives no figure for the learning rate: 6.25e-5 is the value in use for
+    # dueling agents elsewhere (Rainbow's Table 1), not one quoted from Wang et al.
     "dueling": dict(_TUNED_DOUBLE_DQN, learning_rate=6.25e-5, max_grad_norm=10.0),
     # Schaul et al. 2016, sec. 4: the tuned Double DQN's settings with "only a
     # single hyperparameter adjustment", the step size divided by 4. (dqn_zoo's
