@@ -22,17 +22,17 @@ import time
 _START = time.perf_counter()
 
 import argparse  # noqa: E402
-import itertools  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-EXIT_BAD_INPUT = 2
-EXIT_NON_FINITE = 3
-
-
-class UsageError(Exception):
-    """Bad command-line input."""
+from jaxrl57.request import (  # noqa: E402
+    EXIT_BAD_INPUT,
+    EXIT_NON_FINITE,
+    ReportRequest,
+    TrainRequest,
+    UsageError,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -163,17 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise UsageError(f"{flag} expects NAME=VALUE, got {item!r}")
-        out[name.strip()] = value.strip()
-    return out
-
-
 _first_call = True
+
+
+def request_of(args: argparse.Namespace) -> TrainRequest | ReportRequest:
+    """The typed request of a parsed command line (every part checked)."""
+    if args.command == "report":
+        return ReportRequest(dirs=tuple(args.dirs), out=args.out, reps=args.reps).check()
+    if args.command != "train":
+        raise UsageError("the commands are 'train' and 'report' (try: jaxrl57 --help)")
+    return TrainRequest(
+        agent=args.agent, env=args.env, env_arg=tuple(args.env_arg), steps=args.steps,
+        seed=args.seed, seeds=args.seeds, sweep=tuple(args.sweep), set=tuple(args.set),
+        out=args.out, checkpoint_every=args.checkpoint_every,
+        no_compile_cache=args.no_compile_cache, resume=args.resume,
+        progress=not args.no_progress, tensorboard=args.tensorboard).check()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,13 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv or ["train"])
         configure_compile_cache(disabled=getattr(args, "no_compile_cache", False))
-        if args.command == "report":
+        request = request_of(args)
+        if isinstance(request, ReportRequest):
             from jaxrl57.report import run_report
-            return run_report(args)
-        if args.command != "train":
-            raise UsageError("the commands are 'train' and 'report' (try: jaxrl57 --help)")
+            return run_report(request)
         from jaxrl57.train import run_training
-        return run_training(args, start)
+        return run_training(request, start)
     except UsageError as e:
         print(f"jaxrl57: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -206,54 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def parse_env_args(items: list[str]) -> dict:
-    """`NAME=VALUE` pairs; values read as int, float or bool where they parse.
-
-    The makers check names, types and ranges (`envs.make_env`); the number of envs
-    and the seed come from the run's own settings, which the drivers pass to the
-    makers themselves, so they cannot be env arguments too."""
-    out = {}
-    for name, value in _pairs(items, "--env-arg").items():
-        if name in ("num_envs", "seed"):
-            flag = "--set num_envs=N" if name == "num_envs" else "--seed S"
-            raise UsageError(f"--env-arg {name}: set it with {flag}")
-        for cast in (int, float):
-            try:
-                out[name] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[name] = {"true": True, "false": False}.get(value.lower(), value)
-    return out
-
-
-def parse_members(args) -> tuple[list[int], list[dict[str, str]]]:
-    """Seeds and hyperparameter overrides of each member (sweep grid x seeds)."""
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-    grid_axes = []
-    for item in args.sweep:
-        name, sep, values = item.partition("=")
-        vals = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not name or not vals:
-            raise UsageError(f"--sweep expects NAME=V1,V2,..., got {item!r}")
-        grid_axes.append([(name.strip(), v) for v in vals])
-    combos = [dict(c) for c in itertools.product(*grid_axes)] if grid_axes else [{}]
-    seeds, overrides = [], []
-    for combo in combos:
-        for i in range(args.seeds):
-            seeds.append(args.seed + i)
-            overrides.append(combo)
-    return seeds, overrides
-
-
-__all__ = ["main", "build_parser", "parse_env_args", "parse_members", "UsageError"]
+__all__ = ["main", "build_parser", "configure_compile_cache", "compile_cache_dir",
+           "request_of"]
 
 
 if __name__ == "__main__":
-    # `python -m jaxrl57.cli` runs this file as `__main__`, a second copy of the
-    # module: call the package's copy, whose UsageError is the one train.py raises.
-    from jaxrl57.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -26,13 +26,12 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 
 from jaxrl57 import aggregate, reporting
-from jaxrl57.cli import UsageError, parse_members
 from jaxrl57.evaluation import canonical_game_name, human_normalized_score
+from jaxrl57.request import ReportRequest, UsageError
 
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
@@ -103,6 +102,23 @@ def _int(value: str, where: str) -> int:
     return int(x)
 
 
+
+def _member_overrides(run_dir: str) -> dict[int, dict[str, str]]:
+    """Each member's swept values, from `summary.json` (written after every row)."""
+    path = os.path.join(run_dir, "summary.json")
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except FileNotFoundError:
+        _fail(f"{run_dir}: no summary.json (not a jaxrl57 run folder, or nothing logged yet)")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        _fail(f"{path} is unreadable ({e})")
+    try:
+        return {int(m["member"]): {str(k): str(v) for k, v in (m.get("overrides") or {}).items()}
+                for m in summary["per_member"]}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        _fail(f"{path} is unreadable: no per_member list of members and overrides")
+
 def load_run(run_dir: str) -> list[SeedRun]:
     """The seeds of one run folder; bad folders raise UsageError with one line."""
     if not os.path.isdir(run_dir):
@@ -117,12 +133,7 @@ def load_run(run_dir: str) -> list[SeedRun]:
     if not isinstance(args, dict) or not isinstance(args.get("env"), str) \
             or not isinstance(args.get("agent"), str):
         _fail(f"{run_dir}: args.json names no agent and env (not a jaxrl57 train run)")
-    try:
-        _, member_overrides = parse_members(SimpleNamespace(
-            seed=int(args.get("seed", 0)), seeds=int(args.get("seeds", 1)),
-            sweep=list(args.get("sweep") or [])))
-    except (UsageError, TypeError, ValueError) as e:
-        _fail(f"{run_dir}/args.json: bad seeds or sweep ({e})")
+    member_overrides = _member_overrides(run_dir)
     settings = _settings(args.get("set"), f"{run_dir}/args.json")
     env_label = _label(args["env"], _settings(args.get("env_arg"), f"{run_dir}/args.json"))
 
@@ -165,7 +176,7 @@ def load_run(run_dir: str) -> list[SeedRun]:
         if finite.size == 0:
             _fail(f"{path}: member {member} has no eval_return yet")
         last = finite[-1]
-        overrides = member_overrides[member] if 0 <= member < len(member_overrides) else {}
+        overrides = member_overrides.get(member, {})
         out.append(SeedRun(run_dir=run_dir, agent=_label(args["agent"], {**settings, **overrides}),
                            env=env_label, env_id=args["env"], seed=items[0][2],
                            env_steps=int(steps[last]), final_return=float(evals[last]),
@@ -440,10 +451,8 @@ def plot_aggregates(path: str, report: dict) -> None:
 # ---------------------------------------------------------------- the command
 
 
-def run_report(args) -> int:
+def run_report(args: ReportRequest) -> int:
     """`jaxrl57 report`: read the run folders, print the table, write the files."""
-    if args.reps < 1:
-        _fail(f"--reps must be >= 1, got {args.reps}")
     runs = load_runs(list(args.dirs))
     report = build_report(runs, reps=args.reps)
     rows = table_rows(report)

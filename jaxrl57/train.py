@@ -1,11 +1,13 @@
 """The training driver behind `jaxrl57 train`: settings, members, loop, outputs.
 
-A run folder holds `args.json` (what was asked), `checkpoint.jaxrl57`
-(complete state: params, optimizer, replay, env states, RNG, counters, and the
-metric rows so far; `jaxrl57.checkpoint`), `metrics.csv`, `summary.json` and
-`learning_curve.png`. Checkpoints are written after every `--checkpoint-every`
-log rows, before the rows are appended to metrics.csv, so `--resume` restarts
-from a consistent point and rewrites metrics.csv from the checkpoint's rows.
+A run folder holds `args.json` (what was asked), `checkpoint.jaxrl57` (complete
+state: params, optimizer, replay, env states, RNG, counters, and the metric
+rows so far; `jaxrl57.checkpoint`), `metrics.csv`, `summary.json` (the members
+and their last evaluation, rewritten after every row; `jaxrl57 report` reads
+the members from it) and `learning_curve.png`. Checkpoints are written after
+every `--checkpoint-every` log rows, before the rows are appended to
+metrics.csv, so `--resume` restarts from a consistent point and rewrites
+metrics.csv from the checkpoint's rows.
 
 After every row the loss and the parameters of every member are checked: a
 non-finite one stops the run with exit status `EXIT_NON_FINITE` before that
@@ -25,8 +27,8 @@ import jax
 import numpy as np
 
 from jaxrl57 import checkpoint, configs, envs, reporting
-from jaxrl57.cli import EXIT_NON_FINITE, UsageError, parse_env_args, parse_members
 from jaxrl57.evaluation import canonical_game_name, human_normalized_score
+from jaxrl57.request import EXIT_NON_FINITE, TrainRequest, UsageError
 
 CKPT = "checkpoint.jaxrl57"
 OLD_CKPT = "checkpoint.ckpt"  # the pickle format: refused, never read
@@ -47,16 +49,14 @@ def _load_args(run_dir: str) -> dict:
         _fail(f"--resume {run_dir}: args.json is corrupt")
 
 
-def run_training(args, start_time: float) -> int:
+def run_training(args: TrainRequest, start_time: float) -> int:
+    """`jaxrl57 train`: build the driver the request names, train, write the run folder."""
     if args.resume:
-        saved = _load_args(args.resume)
-        for k, v in saved.items():
-            if k not in ("resume", "no_progress", "checkpoint_every", "tensorboard"):
-                setattr(args, k, v)
-        args.out = args.resume
-    seeds, member_overrides = parse_members(args)
-    overrides = dict(_parse_sets(args.set))
-    env_kwargs = parse_env_args(getattr(args, "env_arg", []) or [])
+        args = args.resumed_from(_load_args(args.resume), args.resume)
+    seeds = [m.seed for m in args.members]
+    member_overrides = [dict(m.overrides) for m in args.members]
+    overrides = args.overrides
+    env_kwargs = args.env_kwargs
 
     from jaxrl57 import envs
 
@@ -97,9 +97,7 @@ def run_training(args, start_time: float) -> int:
                                            f"-s{args.seed}")
     os.makedirs(out, exist_ok=True)
     if not args.resume:
-        reporting.write_json(os.path.join(out, "args.json"), {
-            k: v for k, v in vars(args).items()
-            if k not in ("resume", "no_progress", "tensorboard")})
+        reporting.write_json(os.path.join(out, "args.json"), args.saved())
 
     if envs.is_jax_env(args.env):
         if base.run_config.pipeline != "sync":
@@ -178,14 +176,6 @@ def _checked_meta(path: str, meta: dict, num_members: int, num_rows: int):
     return rows, float(wall)
 
 
-def _parse_sets(items):
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
-        yield name.strip(), value.strip()
-
-
 def _atari_game(env_id: str) -> str | None:
     """The Atari-57 game of an EnvPool id, or None (then no human-normalized column)."""
     if envs.is_jax_env(env_id):
@@ -229,7 +219,7 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
     ckpt_path = os.path.join(out, CKPT)
     tensorboard = _tensorboard_writer(out) if args.tensorboard else None
     progress = None
-    if not args.no_progress:
+    if args.progress:
         from tqdm import tqdm
         progress = tqdm(total=run_cfg.steps_per_row * total_rows * K, unit="step",
                         unit_scale=True, dynamic_ncols=True, file=sys.stderr,
@@ -269,6 +259,9 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
             checkpoint.save(ckpt_path, driver.get_state(), {"rows": rows, "wall_s": wall})
             saved_rows = done_rows
         reporting.write_csv(os.path.join(out, "metrics.csv"), header, rows)
+        # After every row, so an unfinished run's members are on record for `report`.
+        reporting.write_json(os.path.join(out, "summary.json"),
+                             _summary(args, base, seeds, member_overrides, rows, wall))
         if tensorboard is not None:
             _log_scalars(tensorboard, new, header)
         if progress is not None:
@@ -283,15 +276,33 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
     if tensorboard is not None:
         tensorboard.close()
 
-    last = rows[-K:]
     wall = prior_wall + (time.perf_counter() - start_time)
-    env_steps = total_rows * run_cfg.steps_per_row
+    summary = _summary(args, base, seeds, member_overrides, rows, wall)
+    reporting.write_json(os.path.join(out, "summary.json"), summary)
+    reporting.plot_learning_curves(os.path.join(out, "learning_curve.png"), rows,
+                                   f"{args.agent} on {args.env}")
+    print(f"final eval return {summary['final_eval_return']:.4g} after "
+          f"{summary['env_steps']} env steps per member, {wall:.1f} s wall; outputs in {out}",
+          file=sys.stderr)
+    return 0
+
+
+
+def _summary(args: TrainRequest, base, seeds, member_overrides, rows: list[dict],
+             wall: float) -> dict:
+    """`summary.json`: the members (seed and swept values) and their last evaluation."""
+    run_cfg = base.run_config
+    K = len(seeds)
+    done_rows = len(rows) // K
+    last = rows[-K:]
+    env_steps = done_rows * run_cfg.steps_per_row
     # Steps/s of the training loop; the first row (compilation) is left out when
     # there are others.
     timed = rows[::K][1:] or rows[::K]
     train_s = sum(run_cfg.steps_per_row * K / r["sps"] for r in timed)
-    summary = {
+    return _nan_to_none({
         "agent": args.agent, "env": args.env, "members": K,
+        "rows_done": done_rows, "finished": done_rows == run_cfg.num_rows,
         "env_steps": env_steps, "total_env_steps": env_steps * K,
         "wall_s": wall, "sps": len(timed) * run_cfg.steps_per_row * K / max(train_s, 1e-9),
         "final_eval_return": float(np.nanmean([r["eval_return"] for r in last])),
@@ -303,14 +314,7 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
         "agent_config": dataclasses.asdict(base.agent_config),
         "run_config": dataclasses.asdict(run_cfg),
         "hparams": base.hparams,
-    }
-    reporting.write_json(os.path.join(out, "summary.json"), _nan_to_none(summary))
-    reporting.plot_learning_curves(os.path.join(out, "learning_curve.png"), rows,
-                                   f"{args.agent} on {args.env}")
-    print(f"final eval return {summary['final_eval_return']:.4g} after {env_steps} env steps "
-          f"per member, {wall:.1f} s wall; outputs in {out}", file=sys.stderr)
-    return 0
-
+    })
 
 def _non_finite_members(new: list[dict], params_finite, previous: list[dict] | None) -> str:
     """Which members of a row went non-finite, as text ('' if none): the loss of a

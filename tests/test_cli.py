@@ -279,7 +279,8 @@ def test_resume_after_sigkill_is_exact(tmp_path, compile_cache):
     assert proc.returncode == -signal.SIGKILL
     done = _ckpt_rows(ckpt)
     assert 2 <= done < 6, f"killed with {done} rows checkpointed; rows too fast to test"
-    assert not os.path.exists(os.path.join(dir_b, "summary.json"))
+    with open(os.path.join(dir_b, "summary.json")) as f:
+        assert json.load(f)["finished"] is False  # written after every row, final at the end
 
     assert main(["train", "--resume", dir_b, "--no-progress"]) == 0
     rows_b = _read_csv(metrics)

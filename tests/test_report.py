@@ -16,6 +16,7 @@ import pytest
 from jaxrl57 import aggregate
 from jaxrl57.cli import main
 from jaxrl57.evaluation import human_normalized_score
+from jaxrl57.report import load_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRAIN = ["train", "dqn", "--env", "jax:Catch", "--steps", "800", "--set", "num_rows=2",
@@ -361,6 +362,10 @@ def _bad_folder(root, kind):
         metrics.write_text("\n".join([text[0]] + [",".join(r) for r in rows]) + "\n")
     elif kind == "binary":
         metrics.write_bytes(b"\xff\xfe\x00garbage\x00")
+    elif kind == "no_summary":
+        (path / "summary.json").unlink()
+    elif kind == "bad_summary":
+        (path / "summary.json").write_text('{"per_member": 3}')
     return str(path)
 
 
@@ -374,11 +379,29 @@ def _bad_folder(root, kind):
     ("no_eval_column", ["no eval_return column"]),
     ("no_eval_values", ["no eval_return"]),
     ("binary", ["metrics.csv"]),
+    ("no_summary", ["no summary.json"]),
+    ("bad_summary", ["summary.json", "unreadable"]),
 ])
 def test_bad_run_folder_exits_2_with_one_line(tmp_path, capsys, kind, needles):
     rc = main(["report", _bad_folder(tmp_path, kind), "--out", str(tmp_path / "out")])
     _assert_usage_error(capsys, rc, *needles)
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_members_swept_values_come_from_summary_json(tmp_path):
+    # args.json records the sweep as typed; the members' values are read from
+    # summary.json, which the run wrote for each member.
+    path = _write_run(tmp_path / "swept", "Pong-v5", [(0, 1.0), (0, 2.0)])
+    summary_path = os.path.join(path, "summary.json")
+    with open(summary_path) as f:
+        summary = json.load(f)
+    for m, lr in zip(summary["per_member"], ("1e-3", "3e-4"), strict=True):
+        m["overrides"] = {"learning_rate": lr}
+    with open(summary_path, "w") as f:
+        json.dump(summary, f)
+    runs = load_run(path)
+    assert [r.agent for r in runs] == ["dqn learning_rate=1e-3", "dqn learning_rate=3e-4"]
+    assert [r.final_return for r in runs] == [1.0, 2.0]
 
 
 def test_bad_command_lines_exit_2(tmp_path, capsys, atari_runs):
