@@ -245,7 +245,7 @@ def agent57_q(q_extrinsic: Array, q_intrinsic: Array, beta: Numeric, eps: float 
     return rlax.signed_hyperbolic(raw, eps)
 
 
-# --- Distributional Q-learning (GitHub issue 4) ------------------------------------------
+# --- Distributional Q-learning ----------------------------------------------------------
 #
 # Layouts follow the per-example rlax operators: categorical logits are [B, A, N] (action
 # first, ``rlax.categorical_q_learning`` takes [A, N]); quantile values are [B, N, A]

@@ -1,4 +1,4 @@
-"""Tests of the distributional losses of jaxrl57.losses (C51, QR-DQN, IQN; issue 4).
+"""Tests of the distributional losses of jaxrl57.losses (C51, QR-DQN, IQN).
 
 Each loss is checked against a direct per-example call of its rlax operator and against a
 NumPy reference written from the paper; the C51 projection against Bellemare et al. 2017,

@@ -1,7 +1,7 @@
-"""R2D2 as Kapturowski et al. 2019 and acme's R2D2 train it (issue 11, points 3, 4, 5
-and R2D2's part of 8): bootstrapping at time limits, 80 trained steps after a 40-step
-burn-in, Atari training episodes that do not end at a lost life, and a zero previous
-action, reward and recurrent state at every episode's first step."""
+"""R2D2 as Kapturowski et al. 2019 and acme's R2D2 train it: bootstrapping at time limits,
+80 trained steps after a 40-step burn-in, Atari training episodes that do not end at a
+lost life, and a zero previous action, reward and recurrent state at every episode's
+first step."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The R2D2 agent (`jaxrl57.agents.r2d2`): tracing, stored state, burn-in,
-populations, and the memory check of issue 3 (R2D2 learns what DQN cannot)."""
+populations, and the memory check (R2D2 learns what DQN cannot)."""
 
 from __future__ import annotations
 

@@ -11,10 +11,10 @@ batch and feature dimensions swapped (`f01b_i01o->01bf`). XLA:CPU (jaxlib
 0.10.2) runs it through its YNNPACK fusions in straight-line code, but inside
 a while loop it leaves it as a plain `convolution` that runs an order of
 magnitude slower (jax-ml/jax#12868). Every `lax.scan` over updates (the
-on-device runner's rows, `scan_updates`) hit it: a Nature-CNN gradient step
-took 313 ms inside a scan against 28 ms as one call. With the kernel gradient
-as a channels-last convolution over transposed operands, the same step takes
-24 ms in the scan and 23 ms as one call (this 2-core CPU; docs/results.md).
+on-device runner's rows, `scan_updates`) hit it, a Nature-CNN gradient step
+about ten times slower inside a scan than as one call. Written as a
+channels-last convolution over transposed operands, the kernel gradient runs
+as fast in a scan as outside one (figures in docs/results.md).
 
 The kernel gradient (for stride s and padding (p_lo, p_hi)):
 

@@ -57,9 +57,9 @@ def over_members(fn, num_members: int, in_axes=0):
     For one member the result applies `fn` to member 0 and adds the axis back to
     every output, rather than vmapping over an axis of size 1: that is not free
     on XLA:CPU, where the batching rule turns each convolution into a grouped
-    one with its own reshapes. The vmapped batch-32 Nature-CNN DQN update ran at
-    33.7 ms against 25.5 ms for this (median of 15, this 2-core CPU,
-    jax 0.10.2). The two compute the same function.
+    one with its own reshapes, and a vmapped Nature-CNN DQN update is
+    measurably slower than the direct call (docs/results.md). The two compute
+    the same function.
 
     `in_axes`: 0 or None per positional argument, as for `jax.vmap` (a tuple or one
     value for all); outputs always carry the member axis first.

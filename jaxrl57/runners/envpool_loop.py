@@ -78,8 +78,8 @@ class EnvPoolDriver:
             self._act_state = jax.jit(act, donate_argnums=0)
         else:
             # Only the actions leave the jitted call: returning the agent state
-            # as well makes XLA copy it, replay included (259 ms a step for
-            # Atari). DQN-family `act` leaves the state unchanged.
+            # as well makes XLA copy it, replay included, every step.
+            # DQN-family `act` leaves the state unchanged.
             def act(state, obs, key):
                 keys = split3(key)
                 return members(agent.act)(state, obs, keys[:, 1])[0], keys[:, 0], keys[:, 2]
@@ -101,9 +101,8 @@ class EnvPoolDriver:
         # One jitted update per call, looped from Python (the default), or a
         # phase's updates as one `lax.scan` (`scan_updates`). XLA:CPU runs
         # convolutions inside a while loop far slower than outside one
-        # (jax-ml/jax#12868; a Nature-CNN gradient step: 292 against 32 ms, with
-        # no replay involved), so on a CPU the scan is unrolled into straight-line
-        # code (24 ms a step); accelerators keep the loop.
+        # (jax-ml/jax#12868), so on a CPU the scan is unrolled into straight-line
+        # code; accelerators keep the loop.
         self._update = jax.jit(
             lambda state, keys: members(agent.update)(state, keys), donate_argnums=0)
         self._split_updates = jax.jit(

@@ -52,9 +52,9 @@ class RunConfig:
     actor_refresh: int = 1  # async: learner batches between refreshes of the actor's params
     actor_lag: int = 2  # async: the actor acts on batch t with the params of batch t - lag
     # EnvPool loops: run a training phase's updates as one jitted lax.scan instead
-    # of one call each. Faster on a GPU (H100, Nature CNN: 0.6 against 1.2 ms per
-    # update). On a CPU the scan is unrolled (XLA:CPU runs code inside loops
-    # slowly, jax-ml/jax#12868) and gains nothing (31.9 against 30.1 ms).
+    # of one call each: it saves the per-call overhead on a GPU. On a CPU the
+    # scan is unrolled (XLA:CPU runs code inside loops slowly, jax-ml/jax#12868)
+    # and gains nothing (docs/results.md).
     scan_updates: bool = False
     # EnvPool loops: evaluation episodes as one jitted program through EnvPool's
     # XLA interface ("xla", `envs.envpool_xla`), or a host loop through the
