@@ -284,12 +284,13 @@ class JaxVariant:
         hp = DQNHParams.create(**{**NATURE_ATARI_HPARAMS, "learning_starts": 32.0})
         state = agent.init(jax.random.PRNGKey(0), hp)
         rng = np.random.default_rng(0)
-        replay = state.replay
+        store = state.replay.store  # whole transitions behind the n-step window
         storage = jax.tree.map(
             lambda s: jnp.asarray(rng.integers(0, 256, s.shape, dtype=np.uint8))
-            if s.dtype == jnp.uint8 else s, replay.storage)
+            if s.dtype == jnp.uint8 else s, store.storage)
         self.state = state._replace(
-            replay=replay._replace(storage=storage, size=jnp.int32(1000)),
+            replay=state.replay._replace(store=store._replace(storage=storage,
+                                                              size=jnp.int32(1000))),
             target_params=jax.tree.map(lambda p: p * 0.9, state.params))
         self.state = jax.tree.map(lambda a: a.copy(), self.state)  # no shared buffers
         self.key = jax.random.PRNGKey(1)

@@ -1,4 +1,4 @@
-"""The DQN-family agent with distributional heads and noisy nets (issue 4):
+"""The DQN-family agent with distributional heads and noisy nets:
 C51, QR-DQN, IQN, noisy layers and the Rainbow combination, on the same
 init/act/update functions as DQN."""
 
@@ -71,7 +71,7 @@ def test_variant_acts_and_updates_under_jit(name):
     assert any(changed)
     if VARIANTS[name].get("prioritized"):
         # The priorities written are the per-example losses (cross-entropy) ** alpha.
-        assert float(new.replay.max_priority) > 1.0
+        assert float(new.replay.store.max_priority) > 1.0
 
 
 @pytest.mark.parametrize("name", ["c51", "qr", "iqn", "rainbow"])

@@ -103,7 +103,7 @@ def test_vmapped_population_with_different_learning_rates():
     np.testing.assert_allclose(state.hparams.learning_rate, lrs)
     # The same transitions for every member.
     state = jax.vmap(lambda s: _fill(agent, s))(state)
-    np.testing.assert_array_equal(state.replay.size, [16 * E] * 3)
+    np.testing.assert_array_equal(state.replay.store.size, [16 * E] * 3)
 
     update = jax.jit(jax.vmap(agent.update))
     before = state.params
@@ -172,7 +172,7 @@ def test_variants_build_and_update(overrides):
     state = _fill(agent, state)
     # n-step emits a transition only once n steps are in the window.
     expected = (16 - overrides.get("n_step", 1) + 1) * E
-    assert int(state.replay.size) == expected
+    assert int(state.replay.store.size) == expected
     assert bool(agent.can_update(state))
     update = jax.jit(agent.update)
     new, metrics = update(state, jax.random.PRNGKey(2))
@@ -181,11 +181,11 @@ def test_variants_build_and_update(overrides):
     assert not _tree_equal(new.params, state.params)
     if overrides.get("prioritized"):
         # New items enter at max priority 1; the update writes |td|^alpha for the batch.
-        np.testing.assert_allclose(state.replay.tree[-SMALL["replay_capacity"]:][:expected],
-                                   1.0)
-        changed = np.flatnonzero(np.asarray(new.replay.tree) != np.asarray(state.replay.tree))
+        old_store, new_store = state.replay.store, new.replay.store
+        np.testing.assert_allclose(old_store.tree[-SMALL["replay_capacity"]:][:expected], 1.0)
+        changed = np.flatnonzero(np.asarray(new_store.tree) != np.asarray(old_store.tree))
         assert changed.size > 0
-        assert float(new.replay.max_priority) >= float(state.replay.max_priority)
+        assert float(new_store.max_priority) >= float(old_store.max_priority)
         # Sampling follows the new priorities: a second update still works.
         update(new, jax.random.PRNGKey(3))
 

@@ -263,7 +263,7 @@ def test_dqn_agent_with_frame_replay(overrides):
     chex.clear_trace_counter()  # the parametrized cases share the counter
     agent = _frame_agent(**overrides)
     state = jax.jit(agent.init)(jax.random.PRNGKey(0), DQNHParams.create(learning_starts=20))
-    assert state.replay.frames.shape == (2, 100, H, W) and state.nstep == ()
+    assert state.replay.frames.shape == (2, 100, H, W)
     stream = _stacked_stream(5, 30, 2)
     keys = ("obs", "action", "reward", "terminated", "truncated", "next_obs")
     observe = jax.jit(chex.assert_max_traces(agent.observe, n=1))

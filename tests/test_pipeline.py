@@ -72,7 +72,7 @@ def test_every_env_step_reaches_replay_once_in_order():
     finally:
         d.close()
     steps = run.num_rows * run.steps_per_row
-    replay = _member0(d.state["agent"]).replay
+    replay = _member0(d.state["agent"]).replay.store
     assert int(replay.size) == steps <= 1000
     st = replay.storage
     obs, next_obs = np.asarray(st.obs)[:steps], np.asarray(st.next_obs)[:steps]

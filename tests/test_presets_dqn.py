@@ -1,4 +1,4 @@
-"""The DQN-family presets against their papers and reference code (issue 11).
+"""The DQN-family presets against their papers and reference code.
 
 Each test derives its expected value from the paper's table or from the
 reference implementation's arithmetic (the Lua learner of Nature DQN,
@@ -294,7 +294,8 @@ def test_c51_prioritized_agent_writes_kl_priorities():
     ce = -np.sum(m * log_p)
     kl = ce - math.log(2.0)
     new, _ = jax.jit(agent.update)(state, jax.random.PRNGKey(1))
-    leaves = np.asarray(new.replay.tree)[new.replay.tree.shape[0] // 2:][:16]
+    tree = new.replay.store.tree
+    leaves = np.asarray(tree)[tree.shape[0] // 2:][:16]
     written = leaves[leaves != 1.0]  # unsampled slots keep max_priority ** alpha = 1
     assert written.size > 0
     np.testing.assert_allclose(written, kl + 1e-6, rtol=1e-4)

@@ -31,9 +31,10 @@
   actors compute the first priority from their own Q-values: a second
   forward pass per step that this single-process agent does without).
 
-Replay storage (`replay_storage`): `transitions` keeps each n-step
-transition whole (`obs` and `next_obs`), built by `replay.nstep` before it
-is stored; `frames` (for stacked Atari frames `[S, H, W]`) keeps each frame
+Replay (`replay.buffer`, one bundle of pure functions the agent calls and
+whose state it never reads). Storage (`replay_storage`): `transitions` keeps
+each n-step transition whole (`obs` and `next_obs`), built by `replay.nstep`
+before it is stored; `frames` (for stacked Atari frames `[S, H, W]`) keeps each frame
 once per env (`replay.frames`: 1M Atari transitions in about 7 GB instead of
 56) and computes the n-step returns with the same formula when sampling.
 Both feed the same loss with the same batch layout.
@@ -68,25 +69,8 @@ from jaxrl57.agents.base import Agent, annealed_learning_rate, hparams_from_valu
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.networks import make_q_network
 from jaxrl57.networks.distributional import expected_q, sample_taus
-from jaxrl57.replay import (
-    Transition,
-    frame_add,
-    frame_init,
-    frame_rows_per_env,
-    frame_sample,
-    frame_sample_prioritized,
-    frame_update_priorities,
-    nstep_emit,
-    nstep_init,
-    nstep_push,
-    prioritized_add,
-    prioritized_init,
-    prioritized_sample,
-    prioritized_update,
-    uniform_add,
-    uniform_init,
-    uniform_sample,
-)
+from jaxrl57.replay import Transition, frame_rows_per_env
+from jaxrl57.replay.buffer import EnvSteps, ReplayParams, make_transition_buffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,8 +190,7 @@ class DQNState(NamedTuple):
     params: Any
     target_params: Any
     opt_state: Any
-    replay: Any
-    nstep: Any
+    replay: Any  # the state of `replay.buffer.make_transition_buffer`'s bundle
     env_steps: jax.Array  # int32, total env steps observed
     updates: jax.Array  # int32, gradient updates done
     hparams: DQNHParams
@@ -292,9 +275,14 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
             raise ValueError(f"replay_capacity {config.replay_capacity} over {num_envs} envs "
                              f"is too small for replay_storage=frames")
     example_obs = jnp.zeros(spec.obs_shape, spec.obs_dtype)
-    example = Transition(obs=example_obs, action=jnp.zeros((), jnp.int32),
-                         reward=jnp.zeros((), jnp.float32), discount=jnp.zeros((), jnp.float32),
-                         next_obs=example_obs)
+    buffer = make_transition_buffer(example_obs, num_envs, config.replay_capacity,
+                                    config.batch_size, n_step=config.n_step,
+                                    prioritized=config.prioritized, frames=frames)
+
+    def replay_params(hp: DQNHParams, updates) -> ReplayParams:
+        beta = priority_beta(hp, updates) if config.prioritized else 1.0
+        return ReplayParams(discount=hp.discount, priority_alpha=hp.priority_alpha,
+                            priority_beta=beta)
 
     def forward(params, obs, key, taus=None, deterministic=False):
         """The network's raw output; `key` feeds the noisy layers' "noise" stream."""
@@ -326,18 +314,8 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         params = network.init({"params": params_key, "noise": noise_key}, example_obs,
                               *init_args)
         opt_state = make_optimizer(config, hp).init(params)
-        if frames:  # one frame ring per env; n-step windows are read when sampling
-            replay = frame_init(example_obs, num_envs, config.replay_capacity, config.n_step)
-            nstep = ()
-        else:
-            if config.prioritized:
-                replay = prioritized_init(example, config.replay_capacity)
-            else:
-                replay = uniform_init(example, config.replay_capacity)
-            nstep = nstep_init(example_obs, num_envs, config.n_step)
         return DQNState(
-            params=params, target_params=params, opt_state=opt_state, replay=replay,
-            nstep=nstep,
+            params=params, target_params=params, opt_state=opt_state, replay=buffer.init(),
             env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32), hparams=hp)
 
     def epsilon(state: DQNState):
@@ -358,7 +336,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
     def actor_view(state: DQNState) -> DQNState:
         # `act` reads params, hparams and env_steps (epsilon); the rest is the
         # learner's, and the replay is most of the memory of a run.
-        return state._replace(target_params=None, opt_state=None, replay=None, nstep=None)
+        return state._replace(target_params=None, opt_state=None, replay=None)
 
     def act_eval(state: DQNState, obs, key):
         q_key, key = jax.random.split(key)
@@ -366,29 +344,12 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
         return exploration.epsilon_greedy(key, q, state.hparams.eval_epsilon)
 
     def observe(state: DQNState, obs, action, reward, terminated, truncated, next_obs):
-        if frames:
-            alpha = state.hparams.priority_alpha if config.prioritized else 0.0
-            replay = frame_add(state.replay, obs, action, reward, terminated, truncated,
-                               next_obs, n_step=config.n_step, alpha=alpha)
-            return state._replace(replay=replay, env_steps=state.env_steps + obs.shape[0])
-        nstep = nstep_push(state.nstep, obs, action, reward, terminated, truncated, next_obs)
-        transitions, valid = nstep_emit(nstep, state.hparams.discount)
-        # No lax.cond around the write: XLA copies a conditional's operands, and
-        # the replay is the largest array of the run. The first n-1 steps write
-        # into the (still empty) slot at `position` without advancing it.
-        if config.prioritized:
-            added = prioritized_add(state.replay, transitions, state.hparams.priority_alpha)
-            replay = added._replace(tree=jnp.where(valid, added.tree, state.replay.tree))
-        else:
-            replay = uniform_add(state.replay, transitions)
-        replay = replay._replace(
-            position=jnp.where(valid, replay.position, state.replay.position),
-            size=jnp.where(valid, replay.size, state.replay.size))
-        return state._replace(nstep=nstep, replay=replay,
-                              env_steps=state.env_steps + obs.shape[0])
+        steps = EnvSteps(obs, action, reward, terminated, truncated, next_obs)
+        replay = buffer.add(state.replay, steps, replay_params(state.hparams, state.updates))
+        return state._replace(replay=replay, env_steps=state.env_steps + obs.shape[0])
 
     def can_update(state: DQNState):
-        return state.replay.size >= jnp.maximum(state.hparams.learning_starts, config.batch_size)
+        return buffer.can_sample(state.replay, state.hparams.learning_starts)
 
     def loss_fn(params, target_params, batch: Transition, weights, hp: DQNHParams, key):
         """Returns (loss, (per-example priority source, mean online Q))."""
@@ -454,21 +415,8 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
             key, loss_key = jax.random.split(key)
         else:  # the loss draws nothing: plain DQN keeps its sampling stream
             loss_key = key
-        if config.prioritized:
-            beta = priority_beta(hp, state.updates)
-        if frames:
-            stored = dict(stack_size=spec.obs_shape[0], n_step=config.n_step, gamma=hp.discount)
-            if config.prioritized:
-                batch, indices, weights = frame_sample_prioritized(
-                    state.replay, key, config.batch_size, beta=beta, **stored)
-            else:
-                batch, weights = frame_sample(state.replay, key, config.batch_size,
-                                              **stored)[0], None
-        elif config.prioritized:
-            batch, indices, weights = prioritized_sample(state.replay, key, config.batch_size,
-                                                         beta)
-        else:
-            batch, weights = uniform_sample(state.replay, key, config.batch_size), None
+        params_of_replay = replay_params(hp, state.updates)
+        batch, indices, weights = buffer.sample(state.replay, key, params_of_replay)
         (loss, (priority, q_mean)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, batch, weights, hp, loss_key)
         updates, opt_state = make_optimizer(config, hp).update(grads, state.opt_state,
@@ -480,13 +428,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
             lambda t, p: jnp.where(move, hp.target_tau * p + (1.0 - hp.target_tau) * t, t),
             state.target_params, params)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ready, n, o), new, old)
-        replay = state.replay
-        if config.prioritized:
-            set_priorities = frame_update_priorities if frames else prioritized_update
-            updated = set_priorities(replay, indices, priority, hp.priority_alpha)
-            replay = updated._replace(tree=jnp.where(ready, updated.tree, replay.tree),
-                                      max_priority=jnp.where(ready, updated.max_priority,
-                                                             replay.max_priority))
+        replay = buffer.set_priorities(state.replay, indices, priority, params_of_replay, ready)
         # td_abs: |TD error| for Q-value heads, the per-example loss otherwise.
         metrics = {"loss": loss, "q_mean": q_mean, "td_abs": jnp.mean(priority),
                    "grad_norm": optax.tree.norm(grads)}

@@ -51,13 +51,7 @@ from jaxrl57.agents.base import Agent, EvalActor, annealed_learning_rate, hparam
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.networks.recurrent import RecurrentQNetwork, initial_carry
 from jaxrl57.networks.torsos import ConvTorso, MLPTorso
-from jaxrl57.replay.sequence import (
-    sequence_can_sample,
-    sequence_init,
-    sequence_push,
-    sequence_sample,
-    sequence_update_priorities,
-)
+from jaxrl57.replay.buffer import ReplayParams, make_sequence_buffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,21 +249,32 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
                                  reset[None], carry)
         return q[0], carry
 
-    def init(key, hp: R2D2HParams) -> R2D2State:
+    def init_params(key):
         T1 = (1, 1)
-        params = network.init(key, jnp.broadcast_to(obs_example, T1 + obs_example.shape),
-                              jnp.zeros(T1, jnp.int32), jnp.zeros(T1), jnp.ones(T1, bool))
+        return network.init(key, jnp.broadcast_to(obs_example, T1 + obs_example.shape),
+                            jnp.zeros(T1, jnp.int32), jnp.zeros(T1), jnp.ones(T1, bool))
+
+    example_step = dict(
+        obs=obs_example, action=jnp.zeros((), jnp.int32), reward=jnp.zeros(()),
+        discount=jnp.zeros(()), mask=jnp.zeros(()), reset=jnp.zeros((), bool),
+        final=jnp.zeros((), bool), prev_action=jnp.zeros((), jnp.int32),
+        prev_reward=jnp.zeros(()))
+    carry_shapes = jax.eval_shape(
+        lambda: initial_carry(network, init_params(jax.random.PRNGKey(0)), obs_example, E))
+    buffer = make_sequence_buffer(
+        example_step, jax.tree.map(lambda c: jnp.zeros(c.shape[1:], c.dtype), carry_shapes), E,
+        config.replay_capacity, config.seq_len, config.period, config.batch_size)
+
+    def replay_params(hp: R2D2HParams) -> ReplayParams:
+        return ReplayParams(discount=hp.discount, priority_alpha=hp.priority_alpha,
+                            priority_beta=hp.priority_beta)
+
+    def init(key, hp: R2D2HParams) -> R2D2State:
+        params = init_params(key)
         carry = initial_carry(network, params, obs_example, E)
-        example_step = dict(
-            obs=obs_example, action=jnp.zeros((), jnp.int32), reward=jnp.zeros(()),
-            discount=jnp.zeros(()), mask=jnp.zeros(()), reset=jnp.zeros((), bool),
-            final=jnp.zeros((), bool), prev_action=jnp.zeros((), jnp.int32),
-            prev_reward=jnp.zeros(()))
-        replay = sequence_init(example_step, jax.tree.map(lambda c: c[0], carry), E,
-                               config.replay_capacity, config.seq_len, config.period)
         return R2D2State(
             params=params, target_params=params, opt_state=make_optimizer(hp).init(params),
-            replay=replay, carry=carry, next_carry=carry,
+            replay=buffer.init(), carry=carry, next_carry=carry,
             prev_action=jnp.zeros(E, jnp.int32), prev_reward=jnp.zeros(E),
             reset=jnp.ones(E, bool), env_steps=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32), hparams=hp)
@@ -320,22 +325,21 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
                     discount=1.0 - terminated.astype(jnp.float32), mask=jnp.ones(E),
                     reset=state.reset, final=no, prev_action=state.prev_action,
                     prev_reward=state.prev_reward)
-        alpha = state.hparams.priority_alpha
-        replay = sequence_push(state.replay, step, state.carry, alpha)
+        params = replay_params(state.hparams)
+        replay = buffer.add(state.replay, step, state.carry, params)
         # The final observation, for the envs whose episode ended: a step of its own,
         # after the state the actor reached on the last step.
         final = dict(obs=next_obs.astype(obs.dtype), action=jnp.zeros_like(action),
                      reward=jnp.zeros_like(reward), discount=jnp.zeros(E), mask=jnp.zeros(E),
                      reset=no, final=jnp.ones(E, bool), prev_action=action, prev_reward=reward)
-        replay = sequence_push(replay, final, state.next_carry, alpha, active=ended)
+        replay = buffer.add(replay, final, state.next_carry, params, active=ended)
         carry, prev_action, prev_reward = episode_start(ended, state.next_carry, action, reward)
         return state._replace(
             replay=replay, carry=carry, prev_action=prev_action, prev_reward=prev_reward,
             reset=ended, env_steps=state.env_steps + obs.shape[0])
 
     def can_update(state: R2D2State):
-        return sequence_can_sample(state.replay, config.batch_size) & (
-            state.replay.size >= state.hparams.learning_starts)
+        return buffer.can_sample(state.replay, state.hparams.learning_starts)
 
     loss_fn = make_sequence_loss(network, config)
 
@@ -344,9 +348,8 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
         `can_update` (see `agents.base`)."""
         hp = state.hparams
         ready = can_update(state)
-        steps, start_carry, indices, weights = sequence_sample(state.replay, key,
-                                                               config.batch_size,
-                                                               hp.priority_beta)
+        steps, start_carry, indices, weights = buffer.sample(state.replay, key,
+                                                             replay_params(hp))
         time_major = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
         (loss, (priority, q_mean, td_abs, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, time_major, start_carry, weights, hp)
@@ -356,12 +359,9 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
         copy = jnp.mod(num_updates, jnp.maximum(hp.target_period, 1).astype(jnp.int32)) == 0
         target_params = jax.tree.map(lambda t, p: jnp.where(copy, p, t), state.target_params,
                                      params)
-        replayed = sequence_update_priorities(state.replay, indices, priority,
-                                              hp.priority_alpha)
+        replay = buffer.set_priorities(state.replay, indices, priority, replay_params(hp),
+                                       ready)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ready, n, o), new, old)  # noqa: E731
-        replay = state.replay._replace(
-            tree=jnp.where(ready, replayed.tree, state.replay.tree),
-            max_priority=jnp.where(ready, replayed.max_priority, state.replay.max_priority))
         metrics = {"loss": loss, "q_mean": q_mean, "td_abs": td_abs,
                    "grad_norm": optax.tree.norm(grads)}
         metrics = {k: jnp.where(ready, v, 0.0) for k, v in metrics.items()}

@@ -1,7 +1,21 @@
 """Pure-JAX replay buffers whose state is a pytree: uniform, prioritized, n-step, sequence,
-and Atari frames stored once (`frames`)."""
+and Atari frames stored once (`frames`).
+
+Agents use the bundles of `replay.buffer` (`make_transition_buffer`,
+`make_sequence_buffer`); the functions of the storage modules below are their parts.
+"""
 
 from jaxrl57.replay.base import Transition
+from jaxrl57.replay.buffer import (
+    EnvSteps,
+    ReplayParams,
+    Sample,
+    SequenceBuffer,
+    SequenceSample,
+    TransitionBuffer,
+    make_sequence_buffer,
+    make_transition_buffer,
+)
 from jaxrl57.replay.frames import (
     FrameReplayState,
     frame_add,
@@ -41,6 +55,14 @@ from jaxrl57.replay.sum_tree import (
 from jaxrl57.replay.uniform import UniformState, uniform_add, uniform_init, uniform_sample
 
 __all__ = [
+    "EnvSteps",
+    "ReplayParams",
+    "Sample",
+    "SequenceBuffer",
+    "SequenceSample",
+    "TransitionBuffer",
+    "make_sequence_buffer",
+    "make_transition_buffer",
     "FrameReplayState",
     "NStepState",
     "PrioritizedState",
