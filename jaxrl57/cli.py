@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write a checkpoint every ROWS log rows (default 1)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-compile-cache", action="store_true", help=_NO_CACHE_HELP)
+    train.add_argument("--list-settings", action="store_true",
+                       help="print every setting of AGENT on ENV (with --set and --steps "
+                            "applied): its value, whether --sweep can vary it in one program, "
+                            "and what it means; then exit without training")
     train.add_argument("--tensorboard", action="store_true",
                        help="also write every metrics.csv value as TensorBoard scalars to "
                             "OUT/tensorboard (needs tensorboardX: pip install "
@@ -177,7 +181,8 @@ def request_of(args: argparse.Namespace) -> TrainRequest | ReportRequest:
         seed=args.seed, seeds=args.seeds, sweep=tuple(args.sweep), set=tuple(args.set),
         out=args.out, checkpoint_every=args.checkpoint_every,
         no_compile_cache=args.no_compile_cache, resume=args.resume,
-        progress=not args.no_progress, tensorboard=args.tensorboard).check()
+        progress=not args.no_progress, tensorboard=args.tensorboard,
+        list_settings=args.list_settings).check()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(request, ReportRequest):
             from jaxrl57.report import run_report
             return run_report(request)
+        if request.list_settings:
+            from jaxrl57.train import list_settings
+            return list_settings(request)
         from jaxrl57.train import run_training
         return run_training(request, start)
     except UsageError as e:

@@ -362,3 +362,78 @@ def check(s: Settings) -> None:
         raise ConfigError(
             f"learning_starts ({hp['learning_starts']:g}) exceeds replay_capacity "
             f"({s.agent_config.replay_capacity}): training would never start")
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The attribute docstrings of a settings class: the string literal under each field."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for field, after in zip(body, body[1:], strict=False):
+        if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[field.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingRow:
+    """One setting of a run as `--list-settings` prints it."""
+
+    name: str
+    value: Any
+    kind: str  # "agent" (static: shapes, structure), "traced" (sweepable), "loop", "env"
+    doc: str
+
+    @property
+    def sweepable(self) -> bool:
+        return self.kind == "traced"
+
+
+def describe(s: Settings) -> list[SettingRow]:
+    """Every setting of `s` with its value, kind and documentation."""
+    rows = []
+    config_docs = field_docs(type(s.agent_config))
+    for f in dataclasses.fields(s.agent_config):
+        rows.append(SettingRow(f.name, getattr(s.agent_config, f.name), "agent",
+                               config_docs.get(f.name, "")))
+    hp_docs = field_docs(s.family.hparams_cls)
+    for f in dataclasses.fields(s.family.hparams_cls):
+        rows.append(SettingRow(f.name, s.hparams[f.name], "traced", hp_docs.get(f.name, "")))
+    run_docs = field_docs(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        rows.append(SettingRow(f.name, getattr(s.run_config, f.name), "loop",
+                               run_docs.get(f.name, "")))
+    for name, value in s.train_env.items():
+        rows.append(SettingRow(name, value, "env", "setting of the training envs (on Atari, "
+                                                   "evaluation plays whole games, unclipped)"))
+    return rows
+
+
+def format_settings(rows: list[SettingRow]) -> str:
+    """The table `jaxrl57 train ... --list-settings` prints."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, tuple):
+            return ",".join(str(v) for v in value)
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        return str(value)
+
+    width = max(len(r.name) for r in rows)
+    value_width = min(max(len(text(r.value)) for r in rows), 16)
+    titles = {"agent": "agent config (static: shapes and program structure; --set)",
+              "traced": "hyperparameters (traced: --set, or --sweep in one program)",
+              "loop": "loop (static; --set)",
+              "env": "training envs (--env-arg)"}
+    out, kind = [], None
+    for r in rows:
+        if r.kind != kind:
+            kind = r.kind
+            out.append(("" if not out else "\n") + titles[kind])
+        out.append(f"  {r.name:<{width}}  {text(r.value):<{value_width}}  {r.doc}".rstrip())
+    return "\n".join(out)

@@ -52,6 +52,7 @@ class TrainRequest:
     resume: str | None = None
     progress: bool = True
     tensorboard: bool = False
+    list_settings: bool = False  # print the settings of (agent, env, --set, --steps), train nothing
 
     @property
     def members(self) -> tuple[Member, ...]:

@@ -49,6 +49,28 @@ def _load_args(run_dir: str) -> dict:
         _fail(f"--resume {run_dir}: args.json is corrupt")
 
 
+def list_settings(args: TrainRequest) -> int:
+    """`jaxrl57 train AGENT --env ENV --list-settings`: every setting of the run, with its
+    value, kind and doc (`configs.describe`)."""
+    from jaxrl57 import envs
+
+    try:
+        envs.env_spec(args.env, **args.env_kwargs)
+    except envs.UnknownEnvError as e:
+        _fail(str(e))
+    except (TypeError, ValueError) as e:
+        _fail(f"bad --env-arg for {args.env}: {e}")
+    try:
+        settings = configs.resolve(args.agent, args.env, args.overrides, steps=args.steps)
+    except configs.ConfigError as e:
+        _fail(str(e))
+    # The user's env arguments over the family's training-env settings, as the drivers merge them.
+    settings.train_env = {**settings.train_env, **args.env_kwargs}
+    print(f"{args.agent} on {args.env}")
+    print(configs.format_settings(configs.describe(settings)))
+    return 0
+
+
 def run_training(args: TrainRequest, start_time: float) -> int:
     """`jaxrl57 train`: build the driver the request names, train, write the run folder."""
     if args.resume:

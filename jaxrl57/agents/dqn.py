@@ -77,25 +77,43 @@ from jaxrl57.replay.buffer import EnvSteps, ReplayParams, make_transition_buffer
 class DQNConfig:
     """Static settings: they fix shapes or program structure (not sweepable by vmap)."""
 
-    torso: str = "mlp"  # mlp | nature_cnn | small_cnn
+    torso: str = "mlp"
+    """Feature network: mlp (hidden_sizes), nature_cnn (Mnih et al. 2015) or small_cnn."""
     hidden_sizes: tuple[int, ...] = (256, 256)
+    """Layer widths of the MLP torso."""
     dueling: bool = False
+    """Value and advantage streams (Wang et al. 2016, eq. 9)."""
     double: bool = False
+    """Double Q-learning target: the online network selects the next action, the target network
+    evaluates it (van Hasselt et al. 2016, eq. 4)."""
     n_step: int = 1
+    """Steps of the bootstrapped return (Sutton & Barto 2018, sec. 7.1)."""
     prioritized: bool = False
+    """Proportional prioritized replay (Schaul et al. 2016, sec. 3.3)."""
     replay_capacity: int = 100_000
+    """Transitions kept in replay."""
     batch_size: int = 32
-    optimizer: str = "adam"  # adam | rmsprop (centered, as in Nature DQN)
-    distribution: str = "none"  # none | c51 | qr | iqn
-    num_atoms: int = 51  # C51 atoms, QR-DQN quantiles, IQN fractions N = N' per update
-    num_act_taus: int = 32  # IQN: fractions K averaged to act
-    quantile_kappa: float = 1.0  # QR-DQN/IQN Huber threshold (static: rlax branches on it)
+    """Transitions per gradient update."""
+    optimizer: str = "adam"
+    """adam, or rmsprop (centered, as Nature DQN)."""
+    distribution: str = "none"
+    """none (Q-values), or a return distribution: c51, qr or iqn."""
+    num_atoms: int = 51
+    """C51 atoms, QR-DQN quantiles, or IQN fractions N = N' per update."""
+    num_act_taus: int = 32
+    """IQN: fractions K averaged to act."""
+    quantile_kappa: float = 1.0
+    """QR-DQN and IQN quantile Huber threshold (static: rlax branches on it)."""
     noisy: bool = False
+    """Factorised Gaussian noisy layers explore instead of epsilon (Fortunato et al. 2018)."""
     noisy_sigma0: float = 0.5
-    # Ape-X: env i explores with apex_epsilon ** (1 + apex_alpha * i / (N - 1)),
-    # fixed, instead of the annealed epsilon shared by all envs.
+    """Initial noise scale sigma_0 of the noisy layers."""
     epsilon_ladder: bool = False
-    replay_storage: str = "transitions"  # transitions | frames (stacked frames stored once)
+    """Ape-X: env i explores with apex_epsilon ** (1 + apex_alpha i / (N - 1)), fixed, instead of
+    the annealed epsilon shared by all envs."""
+    replay_storage: str = "transitions"
+    """transitions (whole n-step transitions) or frames (stacked uint8 frames stored once, n-step
+    returns built when sampling)."""
 
     def validate(self) -> None:
         """Raises ValueError for impossible settings."""
@@ -147,28 +165,51 @@ class DQNHParams:
     """Traced settings (float32 scalars, or [K] when stacked for a sweep)."""
 
     learning_rate: jax.Array
-    lr_final_fraction: jax.Array  # learning rate anneals linearly to this fraction ...
-    lr_decay_updates: jax.Array  # ... over this many updates (fraction 1: constant)
+    """Optimizer step size at the first update."""
+    lr_final_fraction: jax.Array
+    """The step size anneals linearly to this fraction of learning_rate ..."""
+    lr_decay_updates: jax.Array
+    """... over this many updates (derived from the run unless set; fraction 1: constant)."""
     discount: jax.Array
+    """Discount gamma."""
     epsilon_start: jax.Array
+    """Exploration epsilon before the decay."""
     epsilon_end: jax.Array
-    epsilon_decay_steps: jax.Array  # env steps
-    epsilon_decay_start: jax.Array  # env steps at epsilon_start before the decay begins
+    """Exploration epsilon after the decay."""
+    epsilon_decay_steps: jax.Array
+    """Env steps of the linear epsilon decay."""
+    epsilon_decay_start: jax.Array
+    """Env steps at epsilon_start before the decay begins."""
     eval_epsilon: jax.Array
-    learning_starts: jax.Array  # transitions in replay before the first update
-    target_period: jax.Array  # gradient updates (not env steps) between target moves
+    """Epsilon of evaluation episodes."""
+    learning_starts: jax.Array
+    """Transitions in replay before the first update."""
+    target_period: jax.Array
+    """Gradient updates (not env steps) between moves of the target network."""
     target_tau: jax.Array
+    """A move sets target = tau * online + (1 - tau) * target (1: a copy)."""
     huber_delta: jax.Array
+    """Huber threshold of the TD loss (large: the squared loss)."""
     max_grad_norm: jax.Array
+    """Global gradient-norm clip (inf: none)."""
     optimizer_eps: jax.Array
+    """Adam's eps, or centered RMSProp's eps inside the square root."""
     rmsprop_decay: jax.Array
+    """Decay of RMSProp's first and second moments."""
     priority_alpha: jax.Array
+    """Priority exponent alpha (Schaul et al. 2016, eq. 1)."""
     priority_beta_start: jax.Array
-    priority_beta_steps: jax.Array  # updates over which beta anneals to 1 (`priority_beta`)
-    v_min: jax.Array  # C51 support [v_min, v_max]
+    """Importance-sampling exponent beta at the first update ..."""
+    priority_beta_steps: jax.Array
+    """... annealed to 1 over this many updates (derived from the run unless set; inf: fixed)."""
+    v_min: jax.Array
+    """Lower end of the C51 support."""
     v_max: jax.Array
-    apex_epsilon: jax.Array  # epsilon ladder (`epsilon_ladder`), Ape-X sec. 4.1
+    """Upper end of the C51 support."""
+    apex_epsilon: jax.Array
+    """Ape-X epsilon ladder's base (epsilon_ladder; Horgan et al. 2018, sec. 4.1)."""
     apex_alpha: jax.Array
+    """Ape-X epsilon ladder's exponent."""
 
     @classmethod
     def create(cls, **values: Any) -> DQNHParams:

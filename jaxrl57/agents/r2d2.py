@@ -58,22 +58,36 @@ from jaxrl57.replay.buffer import ReplayParams, make_sequence_buffer
 class R2D2Config:
     """Static settings (shapes and program structure)."""
 
-    torso: str = "mlp"  # mlp | nature_cnn (flattened convolutions) | small_cnn
-    hidden_sizes: tuple[int, ...] = (64,)  # MLP torso
-    core_size: int = 512  # LSTM units; with conv_lstm_features, the dense layer after it
-    conv_lstm_features: int = 0  # > 0: a ConvLSTM core with this many channels (drqn)
+    torso: str = "mlp"
+    """Feature network: mlp (hidden_sizes), nature_cnn (flattened convolutions) or small_cnn."""
+    hidden_sizes: tuple[int, ...] = (64,)
+    """Layer widths of the MLP torso."""
+    core_size: int = 512
+    """LSTM units; with conv_lstm_features, the dense layer after the ConvLSTM."""
+    conv_lstm_features: int = 0
+    """Channels of a ConvLSTM core (drqn); 0: an LSTM core."""
     dueling: bool = True
+    """Value and advantage streams (Wang et al. 2016)."""
     head_hidden: tuple[int, ...] = (512,)
+    """Hidden layers of the head after the core."""
     # Sequences hold burn_in + trace_length + 1 steps (`seq_len`, as acme stores
     # them): the burn-in only warms the recurrent state, the next trace_length
     # steps carry the loss, the last one only gives their bootstrap value.
     burn_in: int = 40
+    """Steps at a sequence's start that only warm up the recurrent state (Kapturowski et al. 2019,
+    sec. 3)."""
     trace_length: int = 80
-    period: int = 40  # steps between sequence starts (overlap seq_len - period)
+    """Steps of a sequence that carry the loss."""
+    period: int = 40
+    """Steps between sequence starts (overlap seq_len - period)."""
     n_step: int = 5
-    replay_capacity: int = 4_000  # sequences
-    batch_size: int = 64  # sequences
-    rescale_eps: float = 1e-3  # eps of the value rescaling h
+    """Steps of the bootstrapped return."""
+    replay_capacity: int = 4_000
+    """Sequences kept in replay."""
+    batch_size: int = 64
+    """Sequences per update."""
+    rescale_eps: float = 1e-3
+    """eps of the value rescaling h (Pohlen et al. 2018)."""
 
     @property
     def seq_len(self) -> int:
@@ -117,19 +131,35 @@ class R2D2HParams:
     """Traced settings (float32 scalars, or [K] when stacked for a sweep)."""
 
     learning_rate: jax.Array
-    lr_final_fraction: jax.Array  # the step size anneals linearly to this fraction ...
-    lr_decay_updates: jax.Array  # ... over this many updates (fraction 1: constant, the paper)
+    """Adam's step size at the first update."""
+    lr_final_fraction: jax.Array
+    """The step size anneals linearly to this fraction of learning_rate ..."""
+    lr_decay_updates: jax.Array
+    """... over this many updates (derived from the run unless set; fraction 1: constant, the
+    paper)."""
     optimizer_eps: jax.Array
+    """Adam's eps."""
     max_grad_norm: jax.Array
+    """Global gradient-norm clip."""
     discount: jax.Array
-    epsilon: jax.Array  # Ape-X ladder: env i explores with epsilon ** (1 + alpha i / (E - 1))
+    """Discount gamma."""
+    epsilon: jax.Array
+    """Ape-X ladder's base: env i explores with epsilon ** (1 + epsilon_alpha i / (E - 1))."""
     epsilon_alpha: jax.Array
+    """Ape-X ladder's exponent."""
     eval_epsilon: jax.Array
-    learning_starts: jax.Array  # sequences in replay before the first update
-    target_period: jax.Array  # updates between target copies
+    """Epsilon of evaluation episodes."""
+    learning_starts: jax.Array
+    """Sequences in replay before the first update."""
+    target_period: jax.Array
+    """Updates between target copies."""
     priority_alpha: jax.Array
+    """Priority exponent alpha."""
     priority_beta: jax.Array
+    """Importance-sampling exponent beta (fixed)."""
     priority_eta: jax.Array
+    """Mix of the max and mean |TD| of a sequence in its priority (Kapturowski et al. 2019, sec.
+    2.3)."""
 
     @classmethod
     def create(cls, **values: Any) -> R2D2HParams:

@@ -37,31 +37,45 @@ from jaxrl57.envs.base import JaxEnv
 class RunConfig:
     """Static loop settings."""
 
-    total_steps: int = 100_000  # env steps per member
+    total_steps: int = 100_000
+    """Env steps per member."""
     num_envs: int = 8
-    train_every: int = 1  # iterations between training phases
+    """Environments per member, stepped as one batch."""
+    train_every: int = 1
+    """Env-batch steps between training phases."""
     updates_per_train: int = 1
-    num_rows: int = 20  # log rows over the run
+    """Gradient updates per training phase."""
+    num_rows: int = 20
+    """Log rows (evaluations, checkpoints) over the run."""
     eval_episodes: int = 10
-    eval_every_rows: int = 1  # EnvPool loop only; on device every row is evaluated
-    eval_max_steps: int = 0  # cap on an evaluation episode; 0: the env's max_episode_steps
-    # EnvPool loop only: "sync" (act, step, learn in turn) or "async" (an actor
-    # thread steps the envs while the learner updates; `runners.pipeline`).
+    """Evaluation episodes per row."""
+    eval_every_rows: int = 1
+    """EnvPool loop: rows between evaluations (on device every row is evaluated)."""
+    eval_max_steps: int = 0
+    """Cap on an evaluation episode's steps; 0: the env's own limit."""
     pipeline: str = "sync"
-    queue_size: int = 2  # async: env-step batches the actor may run ahead of the learner
-    actor_refresh: int = 1  # async: learner batches between refreshes of the actor's params
-    actor_lag: int = 2  # async: the actor acts on batch t with the params of batch t - lag
+    """EnvPool loop: sync (act, step, learn in turn) or async (an actor thread steps the envs while
+    the learner updates; runners.pipeline)."""
+    queue_size: int = 2
+    """async: env-step batches the actor may run ahead of the learner."""
+    actor_refresh: int = 1
+    """async: learner batches between refreshes of the actor's parameters."""
+    actor_lag: int = 2
+    """async: the actor acts on batch t with the parameters of batch t - lag."""
     # EnvPool loops: run a training phase's updates as one jitted lax.scan instead
     # of one call each: it saves the per-call overhead on a GPU. On a CPU the
     # scan is unrolled (XLA:CPU runs code inside loops slowly, jax-ml/jax#12868)
     # and gains nothing (docs/results.md).
     scan_updates: bool = False
+    """EnvPool loops: a training phase's updates as one jitted lax.scan instead of one call each."""
     # EnvPool loops: evaluation episodes as one jitted program through EnvPool's
     # XLA interface ("xla", `envs.envpool_xla`), or a host loop through the
     # adapter ("python"). Same episodes, same actions (tested); "xla" was faster
     # on the CPU (docs/results.md). "auto": "xla" when JAX's default backend is
     # the CPU, else "python" (EnvPool's GPU targets have not been run here).
     eval_loop: str = "auto"
+    """EnvPool loops: evaluation as one XLA program through EnvPool's XLA interface (xla), a host
+    loop (python), or auto."""
 
     @property
     def phases_per_row(self) -> int:
