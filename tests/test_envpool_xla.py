@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.envpool,
 from jaxrl57.envs import envpool_xla  # noqa: E402
 from jaxrl57.envs.envpool_env import make_envpool  # noqa: E402
 from jaxrl57.runners.envpool_loop import EnvPoolDriver  # noqa: E402
+from jaxrl57.runners.evaluation import first_episode_returns  # noqa: E402
 
 
 def _host_first_episodes(env_id, num_envs, seed, policy, horizon, **kw):
@@ -45,8 +46,8 @@ def _xla_first_episodes(env_id, num_envs, seed, policy, horizon, **kw):
 
     @jax.jit
     def program(handle):
-        return envpool_xla.first_episode_returns(fns, handle, act, None, jnp.int32(0),
-                                                 jax.random.PRNGKey(0), horizon)
+        return first_episode_returns(fns, handle, act, None, jnp.int32(0),
+                                     jax.random.PRNGKey(0), horizon)
 
     envpool_xla.reset(envs.pool)
     _, returns, lengths = program(fns.handle)

@@ -19,7 +19,7 @@ step has the static shape of a full batch, so a training loop inside a
 program would store one bogus transition (final observation -> first
 observation, reward 0) per episode, or need replay writes masked per env.
 Training therefore keeps the host adapter; this module serves loops that
-need no transitions: evaluation episodes (`first_episode_returns`: the
+need no transitions: evaluation episodes (`runners.evaluation`: the
 first episode of each env counts, so what follows an episode's end is
 ignored; sync mode, deterministic) and acting alone (`run_batches`: sync or
 async mode).
@@ -32,7 +32,7 @@ and may be reset, stepped from Python or looped again.
 Ordering: in sync mode (`batch_size == num_envs`) a `recv` holds every env
 once, in the order the envs finished; `recv_ordered` puts them back in env-id
 order (`info["env_id"]`), the order of the adapter and of the runners.
-`first_episode_returns` needs a sync-mode pool.
+Evaluation needs a sync-mode pool.
 """
 
 from __future__ import annotations
@@ -106,45 +106,6 @@ def send_ids(fns: XlaFunctions, handle, actions: jax.Array, env_id: jax.Array):
 def send_all(fns: XlaFunctions, handle, actions: jax.Array):
     """`send` of one action per env, in env-id order."""
     return send_ids(fns, handle, actions, jnp.arange(actions.shape[0], dtype=jnp.int32))
-
-
-def first_episode_returns(fns: XlaFunctions, handle, act, observe, actor, key,
-                          horizon: int):
-    """Plays from a `reset` until every env's first episode has ended or `horizon`
-    steps, inside the caller's program. Returns `(handle, returns [E] float32,
-    lengths [E] int32)`; the pool is left idle. `handle`: `fns.handle`, passed
-    into the program as an argument.
-
-    act(actor, obs [E, ...], key) -> (actions [E], actor, key): the policy, with
-    its own state (`actor`) and its own use of the key; `observe(actor,
-    actions, reward, done) -> actor` after each step, or None (a feed-forward
-    policy). The returns sum the rewards `recv` gives (the pool's own reward
-    setting: unclipped for the evaluation protocol).
-    """
-    handle, first = recv_ordered(fns, handle)
-    num_envs = first.reward.shape[0]
-
-    def cond(carry):
-        t, alive = carry[0], carry[4]
-        return (t < horizon) & jnp.any(alive)
-
-    def body(carry):
-        t, handle, obs, actor, alive, returns, lengths, key = carry
-        actions, actor, key = act(actor, obs, key)
-        handle = send_all(fns, handle, actions)
-        handle, out = recv_ordered(fns, handle)
-        done = out.terminated | out.truncated
-        if observe is not None:
-            actor = observe(actor, actions, out.reward, done)
-        returns = returns + jnp.where(alive, out.reward, 0.0)
-        lengths = lengths + alive.astype(jnp.int32)
-        alive = alive & ~done
-        return t + 1, handle, out.obs, actor, alive, returns, lengths, key
-
-    carry = (jnp.int32(0), handle, first.obs, actor, jnp.ones(num_envs, bool),
-             jnp.zeros(num_envs, jnp.float32), jnp.zeros(num_envs, jnp.int32), key)
-    _, handle, _, _, _, returns, lengths, _ = jax.lax.while_loop(cond, body, carry)
-    return handle, returns, lengths
 
 
 def run_batches(fns: XlaFunctions, handle, act, actor, key, num_batches: int):

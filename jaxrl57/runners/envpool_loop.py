@@ -16,10 +16,9 @@ each member's agent is seeded with its own.
 
 Evaluation uses separate EnvPool instances with the evaluation settings
 (no episodic life, no reward clipping; `envs.envpool_env`), one episode per
-env (`eval_episodes` per member), capped at the env's `max_episode_steps`.
-On a CPU backend the whole evaluation is one jitted program that steps the
-pool through EnvPool's XLA interface (`envs.envpool_xla`); `eval_loop="python"`
-(the default on accelerators) runs the same episodes from a host loop.
+env (`eval_episodes` per member), through `runners.evaluation`: on a CPU
+backend one jitted program that steps the pool through EnvPool's XLA
+interface, else (`eval_loop="python"`) the same episodes from a host loop.
 
 Resume: the agent states, RNG keys and counters are checkpointed; EnvPool's
 C++ state cannot be, so a resumed run starts fresh episodes (not bit-exact,
@@ -34,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl57.runners import evaluation
 from jaxrl57.runners.devices import over_members
 from jaxrl57.runners.driver import learner_tree, params_finite, stack_hparams
 from jaxrl57.runners.on_device import RunConfig
@@ -85,12 +85,13 @@ class EnvPoolDriver:
                 return members(agent.act)(state, obs, keys[:, 1])[0], keys[:, 0], keys[:, 2]
 
             self._act = jax.jit(act)
-        self._eval_actor = actor = agent.evaluation_actor()
-        self._eval_init = jax.jit(members(actor.init, in_axes=(0, None)), static_argnums=1)
-        self._eval_act = jax.jit(members(actor.act))
-        self._eval_observe = jax.jit(members(actor.observe))
-        # The XLA-interface evaluation and its pool handle, built on first use.
-        self._eval_program, self._eval_handle = None, None
+        self._eval_actor = evaluation.member_actor(agent, members)
+        actor = self._eval_actor
+        self._eval_actor_jit = evaluation.MemberActor(
+            init=jax.jit(actor.init, static_argnums=1), act=jax.jit(actor.act),
+            observe=jax.jit(actor.observe))
+        # The XLA-interface evaluation program, built on first use.
+        self._eval_program = None
         # What acting reads, without the replay, where the agent has an
         # `actor_view`: the evaluation program's loop-invariant operand, and the
         # async actor's parameters. Jitted: applied eagerly, the member slicing
@@ -198,78 +199,24 @@ class EnvPoolDriver:
             results.append(result)
         return results
 
-    def _eval_horizon(self) -> int:
-        horizon = self.eval_envs.spec.max_episode_steps
-        if self.run.eval_max_steps > 0:
-            horizon = min(horizon, self.run.eval_max_steps)
-        return horizon
-
     def evaluate(self, key) -> np.ndarray:
         """Per member [K], the mean return of the first episode of each of its eval
-        envs (unclipped rewards, whole game: the eval envs have no episodic life),
-        capped at `max_episode_steps` (or `eval_max_steps`)."""
+        envs (`runners.evaluation`): one XLA program on a CPU backend
+        (`eval_loop` auto or xla), else the host loop."""
+        horizon = evaluation.eval_horizon(self.eval_envs.spec.max_episode_steps,
+                                          self.run.eval_max_steps)
+        agent_state = self.state["agent"]
         loop = self.run.eval_loop
         if loop == "xla" or (loop == "auto" and jax.default_backend() == "cpu"):
-            return self._evaluate_xla(key)
-        envs = self.eval_envs
-        obs = envs.reset()
-        returns = np.zeros(envs.num_envs)
-        alive = np.ones(envs.num_envs, bool)
-        horizon = self._eval_horizon()
-        agent_state = self.state["agent"]
-        actor = self._eval_init(agent_state, self.run.eval_episodes)
-        for _ in range(horizon):
-            key, act_key = self._split2(key)
-            actions, actor = self._eval_act(agent_state, actor, self._members(obs), act_key)
-            actions = np.asarray(actions)
-            out = envs.step(actions.reshape((-1,) + actions.shape[2:]))
-            actor = self._eval_observe(actor, actions, self._members(out.reward),
-                                       self._members(out.terminated | out.truncated))
-            returns += np.where(alive, out.reward, 0.0)
-            alive &= ~(out.terminated | out.truncated)
-            obs = out.obs
-            if not alive.any():
-                break
-        envs.pop_episode_stats()
-        return self._members(returns).mean(axis=1)
-
-    def _evaluate_xla(self, key) -> np.ndarray:
-        """`evaluate` as one program: the same keys, actions and episodes as the
-        host loop, the env steps made by EnvPool's XLA `send`/`recv`."""
-        from jaxrl57.envs import envpool_xla
-
-        if self._eval_program is None:
-            fns = envpool_xla.xla_functions(self.eval_envs.pool)
-            K, n, horizon = self.num_members, self.run.eval_episodes, self._eval_horizon()
-            members, actor = self._per_member, self._eval_actor
-            act_m, observe_m = members(actor.act), members(actor.observe)
-            def by_member(x):
-                return x.reshape((K, n) + x.shape[1:])
-
-            def program(handle, agent_state, key):
-                def act(actor_state, obs, key):
-                    key, act_key = self._split2(key)
-                    actions, actor_state = act_m(agent_state, actor_state, by_member(obs),
-                                                 act_key)
-                    return actions.reshape((K * n,) + actions.shape[2:]), actor_state, key
-
-                def observe(actor_state, actions, reward, done):
-                    return observe_m(actor_state, by_member(actions), by_member(reward),
-                                     by_member(done))
-
-                actor_state = members(actor.init, in_axes=(0, None))(agent_state, n)
-                handle, returns, _ = envpool_xla.first_episode_returns(
-                    fns, handle, act, observe, actor_state, key, horizon)
-                return handle, by_member(returns).mean(axis=1)
-
-            self._eval_handle = fns.handle
-            self._eval_program = jax.jit(program)
-        agent_state = self.state["agent"]
-        if self._actor_view is not None:
-            agent_state = self._actor_view(agent_state)
-        envpool_xla.reset(self.eval_envs.pool)
-        _, returns = self._eval_program(self._eval_handle, agent_state, key)
-        return np.asarray(returns, np.float64)
+            if self._eval_program is None:
+                self._eval_program = evaluation.make_xla_evaluate(
+                    self.eval_envs.pool, self._eval_actor, self._split2, self.num_members,
+                    self.run.eval_episodes, horizon)
+            if self._actor_view is not None:  # the replay stays out of the program
+                agent_state = self._actor_view(agent_state)
+            return self._eval_program(agent_state, key)
+        return evaluation.host_evaluate(self.eval_envs, self._eval_actor_jit, agent_state, key,
+                                        self._split2, self.num_members, horizon)
 
     def all_finite(self) -> np.ndarray:
         """[K] bool: params, target params and optimizer state of each member are finite."""

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from jaxrl57.agents.base import Agent
 from jaxrl57.envs.base import JaxEnv
+from jaxrl57.runners.evaluation import make_scan_evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,45 +129,13 @@ def _where_done(done, new, old):
         lambda n, o: jnp.where(done.reshape(done.shape + (1,) * (n.ndim - 1)), n, o), new, old)
 
 
-def make_evaluate(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: int = 0):
-    """Mean undiscounted return of `num_episodes` episodes of `agent.act_eval`,
-    each cut after `max_steps` steps (0: the env's `max_episode_steps`)."""
-    horizon = env.spec.max_episode_steps
-    if max_steps > 0:
-        horizon = min(horizon, max_steps)
-
-    actor = agent.evaluation_actor()
-
-    def evaluate(agent_state, key):
-        reset_key, key = jax.random.split(key)
-        env_state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
-
-        def body(carry, _):
-            env_state, obs, actor_state, returns, alive, key = carry
-            key, act_key, step_key = jax.random.split(key, 3)
-            actions, actor_state = actor.act(agent_state, actor_state, obs, act_key)
-            env_state, obs, reward, term, trunc = jax.vmap(env.step)(
-                jax.random.split(step_key, num_episodes), env_state, actions)
-            actor_state = actor.observe(actor_state, actions, reward, term | trunc)
-            returns = returns + jnp.where(alive, reward, 0.0)
-            alive = alive & ~(term | trunc)
-            return (env_state, obs, actor_state, returns, alive, key), None
-
-        init = (env_state, obs, actor.init(agent_state, num_episodes),
-                jnp.zeros(num_episodes), jnp.ones(num_episodes, bool), key)
-        (_, _, _, returns, _, _), _ = jax.lax.scan(body, init, length=horizon)
-        return jnp.mean(returns)
-
-    return evaluate
-
-
 def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
     """Returns `(init, run_rows)`: `init(key, hparams) -> RunnerState` and
     `run_rows(state, num_rows) -> (state, rows)` where `rows` maps each name of
     `ROW_FIELDS` and `agent.metric_names` to a [num_rows] array."""
     config.validate()
     E = config.num_envs
-    evaluate = make_evaluate(agent, env, config.eval_episodes, config.eval_max_steps)
+    evaluate = make_scan_evaluate(agent, env, config.eval_episodes, config.eval_max_steps)
 
     def init(key, hparams) -> RunnerState:
         agent_key, env_key, key = jax.random.split(key, 3)

@@ -1,0 +1,203 @@
+"""Evaluation episodes, for every runner: one protocol, three loops.
+
+The protocol: each of `num_episodes` envs plays ONE episode with the agent's
+evaluation actor (`Agent.evaluation_actor()`: greedy up to `eval_epsilon`,
+with its own per-env state for recurrent agents), cut after the horizon
+(`eval_horizon`); the score is the mean undiscounted return. EnvPool's
+evaluation envs play whole games with unclipped rewards (`envs.envpool_env`).
+
+The loops:
+- `make_scan_evaluate`: a JAX env, the episodes as one `lax.scan` inside the
+  on-device runner's program;
+- `host_evaluate`: an EnvPool adapter stepped from Python, one jitted actor
+  call per step;
+- `make_xla_evaluate`: the same EnvPool episodes as one jitted program that
+  steps the pool through its XLA interface (`envs.envpool_xla`): the same
+  keys, actions and episodes as the host loop (tested), without a host round
+  trip per step.
+
+The EnvPool loops evaluate K sweep members at once: the pool holds K * n envs
+(member k owns envs k*n .. k*n+n-1) and the actor functions are mapped over
+the member axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl57.agents.base import Agent
+from jaxrl57.envs.base import JaxEnv
+
+
+def eval_horizon(max_episode_steps: int, max_steps: int = 0) -> int:
+    """Steps an evaluation episode may take: the env's limit, or `max_steps` when
+    that is set (> 0) and shorter."""
+    return min(max_episode_steps, max_steps) if max_steps > 0 else max_episode_steps
+
+
+def make_scan_evaluate(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: int = 0):
+    """`evaluate(agent_state, key) -> mean return` of `num_episodes` episodes of a JAX
+    env, as one `lax.scan` of the horizon's length (finished episodes are masked)."""
+    horizon = eval_horizon(env.spec.max_episode_steps, max_steps)
+    actor = agent.evaluation_actor()
+
+    def evaluate(agent_state, key):
+        reset_key, key = jax.random.split(key)
+        env_state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
+
+        def body(carry, _):
+            env_state, obs, actor_state, returns, alive, key = carry
+            key, act_key, step_key = jax.random.split(key, 3)
+            actions, actor_state = actor.act(agent_state, actor_state, obs, act_key)
+            env_state, obs, reward, term, trunc = jax.vmap(env.step)(
+                jax.random.split(step_key, num_episodes), env_state, actions)
+            actor_state = actor.observe(actor_state, actions, reward, term | trunc)
+            returns = returns + jnp.where(alive, reward, 0.0)
+            alive = alive & ~(term | trunc)
+            return (env_state, obs, actor_state, returns, alive, key), None
+
+        init = (env_state, obs, actor.init(agent_state, num_episodes),
+                jnp.zeros(num_episodes), jnp.ones(num_episodes, bool), key)
+        (_, _, _, returns, _, _), _ = jax.lax.scan(body, init, length=horizon)
+        return jnp.mean(returns)
+
+    return evaluate
+
+
+class MemberActor(NamedTuple):
+    """The evaluation actor mapped over K members (`runners.devices.over_members`):
+    `init(agent_states, n)`, `act(agent_states, actor_states, obs [K, n, ...],
+    keys [K, 2])` and `observe(actor_states, actions, reward, done)` with `[K, n]`
+    leaves."""
+
+    init: Callable
+    act: Callable
+    observe: Callable
+
+
+def member_actor(agent: Agent, per_member: Callable) -> MemberActor:
+    """`agent`'s evaluation actor over the member axis; `per_member(fn, in_axes=0)`
+    maps a single-member function over it."""
+    actor = agent.evaluation_actor()
+    return MemberActor(init=per_member(actor.init, in_axes=(0, None)),
+                       act=per_member(actor.act), observe=per_member(actor.observe))
+
+
+def _by_member(num_members: int, x):
+    return x.reshape((num_members, -1) + x.shape[1:])
+
+
+def host_evaluate(envs, actor: MemberActor, agent_state, key, split2: Callable,
+                  num_members: int, horizon: int) -> np.ndarray:
+    """Per member `[K]`, the mean first-episode return of its envs, stepping the
+    EnvPool adapter `envs` (K * n envs, freshly reset) from Python.
+
+    `actor`'s functions are jitted by the caller (`init` with `n` static);
+    `split2(keys [K, 2]) -> (keys, act_keys)` advances the members' keys."""
+    obs = envs.reset()
+    returns = np.zeros(envs.num_envs)
+    alive = np.ones(envs.num_envs, bool)
+    actor_state = actor.init(agent_state, envs.num_envs // num_members)
+    for _ in range(horizon):
+        key, act_key = split2(key)
+        actions, actor_state = actor.act(agent_state, actor_state,
+                                         _by_member(num_members, obs), act_key)
+        actions = np.asarray(actions)
+        out = envs.step(actions.reshape((-1,) + actions.shape[2:]))
+        done = out.terminated | out.truncated
+        actor_state = actor.observe(actor_state, actions, _by_member(num_members, out.reward),
+                                    _by_member(num_members, done))
+        returns += np.where(alive, out.reward, 0.0)
+        alive &= ~done
+        obs = out.obs
+        if not alive.any():
+            break
+    envs.pop_episode_stats()
+    return _by_member(num_members, returns).mean(axis=1)
+
+
+def first_episode_returns(fns, handle, act, observe, actor, key, horizon: int):
+    """Plays from a `reset` until every env's first episode has ended or `horizon`
+    steps, inside the caller's program, through EnvPool's XLA interface. Returns
+    `(handle, returns [E] float32, lengths [E] int32)`; the pool is left idle.
+
+    fns: `envs.envpool_xla.XlaFunctions` of a sync-mode pool; `handle`: its
+    `fns.handle`, passed into the program as an argument.
+    act(actor, obs [E, ...], key) -> (actions [E], actor, key): the policy, with
+    its own state (`actor`) and its own use of the key; `observe(actor,
+    actions, reward, done) -> actor` after each step, or None (a feed-forward
+    policy). The returns sum the rewards `recv` gives (the pool's own reward
+    setting: unclipped for the evaluation protocol).
+    """
+    from jaxrl57.envs.envpool_xla import recv_ordered, send_all
+
+    handle, first = recv_ordered(fns, handle)
+    num_envs = first.reward.shape[0]
+
+    def cond(carry):
+        t, alive = carry[0], carry[4]
+        return (t < horizon) & jnp.any(alive)
+
+    def body(carry):
+        t, handle, obs, actor, alive, returns, lengths, key = carry
+        actions, actor, key = act(actor, obs, key)
+        handle = send_all(fns, handle, actions)
+        handle, out = recv_ordered(fns, handle)
+        done = out.terminated | out.truncated
+        if observe is not None:
+            actor = observe(actor, actions, out.reward, done)
+        returns = returns + jnp.where(alive, out.reward, 0.0)
+        lengths = lengths + alive.astype(jnp.int32)
+        alive = alive & ~done
+        return t + 1, handle, out.obs, actor, alive, returns, lengths, key
+
+    carry = (jnp.int32(0), handle, first.obs, actor, jnp.ones(num_envs, bool),
+             jnp.zeros(num_envs, jnp.float32), jnp.zeros(num_envs, jnp.int32), key)
+    _, handle, _, _, _, returns, lengths, _ = jax.lax.while_loop(cond, body, carry)
+    return handle, returns, lengths
+
+
+def make_xla_evaluate(pool, actor: MemberActor, split2: Callable, num_members: int,
+                      num_episodes: int, horizon: int) -> Callable[[Any, jax.Array], np.ndarray]:
+    """`host_evaluate` as one jitted program over the sync-mode EnvPool `pool`
+    (K * n envs, n = `num_episodes`): `evaluate(agent_state, key) -> [K]` mean
+    first-episode returns,
+    with the same keys, actions and episodes as the host loop. `actor` holds the
+    unjitted member-mapped functions; `agent_state` need only hold what acting
+    reads."""
+    from jaxrl57.envs import envpool_xla
+
+    fns = envpool_xla.xla_functions(pool)
+    by_member = lambda x: _by_member(num_members, x)  # noqa: E731
+
+    def program(handle, agent_state, key):
+        def act(actor_state, obs, key):
+            key, act_key = split2(key)
+            actions, actor_state = actor.act(agent_state, actor_state, by_member(obs), act_key)
+            return actions.reshape((-1,) + actions.shape[2:]), actor_state, key
+
+        def observe(actor_state, actions, reward, done):
+            return actor.observe(actor_state, by_member(actions), by_member(reward),
+                                 by_member(done))
+
+        handle, returns, _ = first_episode_returns(
+            fns, handle, act, observe, actor.init(agent_state, num_episodes), key, horizon)
+        return handle, by_member(returns).mean(axis=1)
+
+    compiled = jax.jit(program)
+
+    def evaluate(agent_state, key) -> np.ndarray:
+        envpool_xla.reset(pool)
+        _, returns = compiled(fns.handle, agent_state, key)
+        return np.asarray(returns, np.float64)
+
+    return evaluate
+
+
+__all__ = ["MemberActor", "eval_horizon", "first_episode_returns", "host_evaluate",
+           "make_scan_evaluate", "make_xla_evaluate", "member_actor"]
