@@ -27,6 +27,25 @@ target period, priority exponents, ...) is a traced array in
 `state.hparams`, so `jax.vmap(agent.init)(keys, hparams)` builds a sweep.
 Runners drive these functions and never look inside the state; the next
 agents (R2D2, Rainbow, Agent57) provide the same six functions.
+
+Adding an agent
+---------------
+1. Traced hyperparameters: a `flax.struct.dataclass` of arrays (with a
+   docstring under each field: `jaxrl57 train --list-settings` prints them).
+2. The state: a NamedTuple of params, target params, optimizer state, the
+   replay state, counters and the hyperparameters.
+3. The parts: a network (`networks.make_q_network`, or a module of your
+   own), a replay bundle (`replay.make_transition_buffer`: `add` the env
+   steps in `observe`, `sample` and `set_priorities` in `update`, never read
+   its state), `exploration` for acting, a loss from `losses` (or rlax), optax.
+4. `update` computes the step for every call and keeps the old state where
+   `can_update` is False (`jnp.where`, no `lax.cond`), returning its metrics
+   with `"updated"`.
+5. Return `Agent(init, act, act_eval, observe, update, can_update,
+   metric_names)`; `runners.on_device.make_train(agent, env, run_config)`
+   trains it (and `jax.vmap` of it a sweep) without any change to a runner.
+   `tests/test_toy_agent.py` is a complete example: expected SARSA on these
+   parts in about 60 lines, trained on CartPole.
 """
 
 from __future__ import annotations
