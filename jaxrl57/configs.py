@@ -5,8 +5,8 @@ JAX games, classic control, Atari with the papers' values), the preset's
 algorithm flags (`agents.dqn.PRESETS`, `agents.r2d2.PRESETS`), then the
 user's `name=value` overrides. Every name is looked up in exactly one of the
 agent family's static config (`DQNConfig`, `R2D2Config`), its traced
-hyperparameters (`DQNHParams`, `R2D2HParams`: sweepable) and `RunConfig`
-(loop).
+hyperparameters (`DQNHParams`, `R2D2HParams`: sweepable), `RunConfig` (loop)
+and `EnvPoolConfig` (the EnvPool loops only).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from jaxrl57.agents import FAMILIES, AgentFamily, dqn, family_of, r2d2
-from jaxrl57.runners.on_device import RunConfig
+from jaxrl57.runners.config import EnvPoolConfig, RunConfig
 
 AGENTS = tuple(name for fam in FAMILIES.values() for name in fam.presets)
 
@@ -144,6 +144,7 @@ def fields(family: AgentFamily) -> tuple[dict[str, Any], set[str]]:
 
 STATIC_FIELDS, HPARAM_FIELDS = fields(FAMILIES["dqn"])
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+ENVPOOL_FIELDS = {f.name for f in dataclasses.fields(EnvPoolConfig)}
 
 
 def parse_value(name: str, text: str, current: Any) -> Any:
@@ -174,6 +175,8 @@ class Settings:
     family: AgentFamily = FAMILIES["dqn"]
     # EnvPool settings of the training envs (`_ATARI_TRAIN_ENV`), under --env-arg.
     train_env: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The EnvPool loops' own settings.
+    envpool: EnvPoolConfig = dataclasses.field(default_factory=EnvPoolConfig)
 
     @property
     def hparam_fields(self) -> set[str]:
@@ -220,6 +223,7 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
         hp.update(dqn.ATARI_PRESET_HPARAMS.get(agent, {}))
         static.update(dqn.ATARI_PRESET_STATIC.get(agent, {}))
     run = {**dataclasses.asdict(RunConfig()), **fam_run}
+    pool = dataclasses.asdict(EnvPoolConfig())
     if family == "atari" and is_dqn:
         run.update(dqn.ATARI_PRESET_RUN.get(agent, {}))
     if steps is not None:
@@ -231,9 +235,12 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
             hp[name] = parse_value(name, text, float(hp[name]))
         elif name in RUN_FIELDS:
             run[name] = parse_value(name, text, run[name])
+        elif name in ENVPOOL_FIELDS:
+            pool[name] = parse_value(name, text, pool[name])
         else:
             import difflib
-            known = sorted(static_fields) + sorted(hparam_fields) + sorted(RUN_FIELDS)
+            known = (sorted(static_fields) + sorted(hparam_fields) + sorted(RUN_FIELDS)
+                     + sorted(ENVPOOL_FIELDS))
             close = difflib.get_close_matches(name, known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"unknown setting {name!r}{hint}")
@@ -242,7 +249,8 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
             static[name] = tuple(value)
     # Before the derived values below: they divide by loop settings, and an
     # impossible one must fail with its own sentence, not a ZeroDivisionError.
-    check(Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family))
+    check(Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family,
+                   envpool=EnvPoolConfig(**pool)))
     # A row needs at least one step of the env batch: more rows than that would
     # silently stretch the run past `total_steps`. A family default gives way to
     # a short `--steps`; a `num_rows` the user asked for is an error.
@@ -284,7 +292,8 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
                                   static["batch_size"], static["n_step"])
         hp["priority_beta_steps"] = float(max(1, updates - 1))
     settings = Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family,
-                        dict(_ATARI_TRAIN_ENV[agent_family.name]) if family == "atari" else {})
+                        dict(_ATARI_TRAIN_ENV[agent_family.name]) if family == "atari" else {},
+                        EnvPoolConfig(**pool))
     check(settings)
     return settings
 
@@ -340,6 +349,7 @@ def check(s: Settings) -> None:
     try:
         s.agent_config.validate()
         s.run_config.validate()
+        s.envpool.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from None
     hp = s.hparams
@@ -386,7 +396,7 @@ class SettingRow:
 
     name: str
     value: Any
-    kind: str  # "agent" (static: shapes, structure), "traced" (sweepable), "loop", "env"
+    kind: str  # "agent" (static), "traced" (sweepable), "loop", "envpool", "env"
     doc: str
 
     @property
@@ -408,6 +418,10 @@ def describe(s: Settings) -> list[SettingRow]:
     for f in dataclasses.fields(RunConfig):
         rows.append(SettingRow(f.name, getattr(s.run_config, f.name), "loop",
                                run_docs.get(f.name, "")))
+    pool_docs = field_docs(EnvPoolConfig)
+    for f in dataclasses.fields(EnvPoolConfig):
+        rows.append(SettingRow(f.name, getattr(s.envpool, f.name), "envpool",
+                               pool_docs.get(f.name, "")))
     for name, value in s.train_env.items():
         rows.append(SettingRow(name, value, "env", "setting of the training envs (on Atari, "
                                                    "evaluation plays whole games, unclipped)"))
@@ -429,6 +443,7 @@ def format_settings(rows: list[SettingRow]) -> str:
     titles = {"agent": "agent config (static: shapes and program structure; --set)",
               "traced": "hyperparameters (traced: --set, or --sweep in one program)",
               "loop": "loop (static; --set)",
+              "envpool": "EnvPool loops (static; --set)",
               "env": "training envs (--env-arg)"}
     out, kind = [], None
     for r in rows:

@@ -122,12 +122,12 @@ def run_training(args: TrainRequest, start_time: float) -> int:
         reporting.write_json(os.path.join(out, "args.json"), args.saved())
 
     if envs.is_jax_env(args.env):
-        if base.run_config.pipeline != "sync":
-            _fail(f"pipeline={base.run_config.pipeline} drives EnvPool envs; {args.env} runs "
+        if base.envpool.pipeline != "sync":
+            _fail(f"pipeline={base.envpool.pipeline} drives EnvPool envs; {args.env} runs "
                   f"on the device (drop --set pipeline=...)")
         from jaxrl57.runners.driver import JaxDriver as Driver
     else:
-        if base.run_config.pipeline == "async":
+        if base.envpool.pipeline == "async":
             if base.family.name != "dqn":
                 _fail(f"pipeline=async trains DQN-family agents; {args.agent} is recurrent "
                       f"(use pipeline=sync)")
@@ -335,6 +335,7 @@ def _summary(args: TrainRequest, base, seeds, member_overrides, rows: list[dict]
             for m in range(K)],
         "agent_config": dataclasses.asdict(base.agent_config),
         "run_config": dataclasses.asdict(run_cfg),
+        "envpool_config": dataclasses.asdict(base.envpool),
         "hparams": base.hparams,
     })
 

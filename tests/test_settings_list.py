@@ -10,11 +10,12 @@ import pytest
 from jaxrl57 import configs
 from jaxrl57.agents import FAMILIES
 from jaxrl57.cli import main
-from jaxrl57.runners.on_device import RunConfig
+from jaxrl57.runners.config import EnvPoolConfig, RunConfig
 
 
 @pytest.mark.parametrize("cls", [*(f.config_cls for f in FAMILIES.values()),
-                                 *(f.hparams_cls for f in FAMILIES.values()), RunConfig],
+                                 *(f.hparams_cls for f in FAMILIES.values()), RunConfig,
+                                 EnvPoolConfig],
                          ids=lambda c: c.__name__)
 def test_every_setting_has_a_docstring(cls):
     docs = configs.field_docs(cls)
@@ -42,13 +43,13 @@ def test_list_settings_prints_values_kinds_and_docs(tmp_path, capsys, monkeypatc
     out = capsys.readouterr().out
     sections = out.split("\n\n")
     assert [s.splitlines()[1 if i == 0 else 0].split(" (")[0] for i, s in enumerate(sections)] \
-        == ["agent config", "hyperparameters", "loop"]
-    agent, traced, loop = ({line.split()[0]: line.split(None, 2)[1:]
+        == ["agent config", "hyperparameters", "loop", "EnvPool loops"]
+    agent, traced, loop, pool = ({line.split()[0]: line.split(None, 2)[1:]
                             for line in s.splitlines() if line.startswith("  ")}
                            for s in sections)
     assert agent["hidden_sizes"][0] == "32,16"
     assert traced["learning_rate"] == ["0.0003", "Optimizer step size at the first update."]
-    assert loop["total_steps"][0] == "5000"
+    assert loop["total_steps"][0] == "5000" and pool["pipeline"][0] == "sync"
     s = configs.resolve("dqn", "jax:Catch", {"learning_rate": "3e-4", "hidden_sizes": "32,16"},
                         steps=5000)
     assert set(traced) == set(s.hparams) and set(agent) == {

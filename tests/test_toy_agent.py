@@ -22,7 +22,8 @@ from jaxrl57 import envs, exploration
 from jaxrl57.agents.base import Agent
 from jaxrl57.networks import make_q_network
 from jaxrl57.replay.buffer import EnvSteps, ReplayParams, make_transition_buffer
-from jaxrl57.runners.on_device import RunConfig, make_train
+from jaxrl57.runners.config import RunConfig
+from jaxrl57.runners.on_device import make_train
 
 
 @flax.struct.dataclass

@@ -34,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl57.runners import evaluation
+from jaxrl57.runners.config import EnvPoolConfig, RunConfig
 from jaxrl57.runners.devices import over_members
 from jaxrl57.runners.driver import learner_tree, params_finite, stack_hparams
-from jaxrl57.runners.on_device import RunConfig
 
 
 class EnvPoolDriver:
@@ -47,6 +47,7 @@ class EnvPoolDriver:
         from jaxrl57.envs.envpool_env import make_envpool
 
         self.run: RunConfig = settings.run_config
+        self.pool_config: EnvPoolConfig = settings.envpool
         self.num_members = K = len(seeds)
         M = self.run.num_envs
         env_kwargs = env_kwargs or {}
@@ -131,7 +132,7 @@ class EnvPoolDriver:
         """`updates_per_train` updates of every member; their metrics (device
         arrays, [K] or [updates, K]) are appended to `metric_log`."""
         keys = self._split_updates(train_key)  # [updates, K, 2]
-        if self.run.scan_updates:
+        if self.pool_config.scan_updates:
             agent_state, metrics = self._update_scan(agent_state, keys)
             metric_log.append(metrics)
             return agent_state
@@ -176,7 +177,7 @@ class EnvPoolDriver:
         run, K = self.run, self.num_members
         agent_state = self.state["agent"]
         member_of_episode = stats.env_ids // run.num_envs
-        is_eval_row = row % run.eval_every_rows == 0 or row == run.num_rows
+        is_eval_row = row % self.pool_config.eval_every_rows == 0 or row == run.num_rows
         eval_returns = self.evaluate(eval_key) if is_eval_row else np.full(K, np.nan)
         updates = np.asarray(agent_state.updates)
         logged = jax.device_get(metric_log)
@@ -206,7 +207,7 @@ class EnvPoolDriver:
         horizon = evaluation.eval_horizon(self.eval_envs.spec.max_episode_steps,
                                           self.run.eval_max_steps)
         agent_state = self.state["agent"]
-        loop = self.run.eval_loop
+        loop = self.pool_config.eval_loop
         if loop == "xla" or (loop == "auto" and jax.default_backend() == "cpu"):
             if self._eval_program is None:
                 self._eval_program = evaluation.make_xla_evaluate(

@@ -133,7 +133,7 @@ class PipelineDriver(EnvPoolDriver):
                 view, obs, key)
 
         self._act_view = jax.jit(act)
-        self._queue: queue.Queue = queue.Queue(maxsize=self.run.queue_size)
+        self._queue: queue.Queue = queue.Queue(maxsize=self.pool_config.queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -147,7 +147,7 @@ class PipelineDriver(EnvPoolDriver):
     def _start_actor(self) -> None:
         self._stop.clear()
         self._error = None
-        self._queue = queue.Queue(maxsize=self.run.queue_size)
+        self._queue = queue.Queue(maxsize=self.pool_config.queue_size)
         self._params = _ParamStore(self._view(self.state["agent"]))
         self._consumed = 0
         # Apart from the learner's stream.
@@ -182,7 +182,7 @@ class PipelineDriver(EnvPoolDriver):
         envs = self.envs
         if self._params is None:
             self._params = _ParamStore(self._view(self.state["agent"]))
-        lag, every = self.run.actor_lag, self.run.actor_refresh
+        lag, every = self.pool_config.actor_lag, self.pool_config.actor_refresh
         obs = jax.device_put(self._members(envs.reset()))
         envs.pop_episode_stats()
         t = 0
@@ -254,11 +254,12 @@ class PipelineDriver(EnvPoolDriver):
                     self.updates_done += run.updates_per_train
             self.batches_consumed += 1
             self._consumed += 1
-            if self._consumed % run.actor_refresh == 0:
+            refresh = self.pool_config.actor_refresh
+            if self._consumed % refresh == 0:
                 # The actor's next batches need this version or later ones.
-                oldest = max(self._consumed - run.actor_lag, 0)
+                oldest = max(self._consumed - self.pool_config.actor_lag, 0)
                 self._params.publish(self._consumed, self._view(agent_state),
-                                     oldest // run.actor_refresh * run.actor_refresh)
+                                     oldest // refresh * refresh)
         key, eval_key = self._split2(key)
         row += 1
         self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
