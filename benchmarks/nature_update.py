@@ -192,9 +192,10 @@ def build(variant: str):
     import optax
 
     from jaxrl57 import losses
-    from jaxrl57.agents.dqn import NATURE_ATARI_HPARAMS, DQNConfig, DQNHParams, make_optimizer
+    from jaxrl57.agents.dqn import DQNConfig, DQNHParams, make_optimizer
     from jaxrl57.networks import QHead, QNetwork
     from jaxrl57.networks.torsos import ConvTorso
+    from jaxrl57.presets import NATURE_ATARI_HPARAMS
 
     nhwc = "nhwc" in variant
     conv = {"im2col": Im2colConv, "s2d": SpaceToDepthConv,
@@ -274,8 +275,9 @@ class JaxVariant:
         import jax.numpy as jnp
         import numpy as np
 
-        from jaxrl57.agents.dqn import NATURE_ATARI_HPARAMS, DQNConfig, DQNHParams, make_dqn
+        from jaxrl57.agents.dqn import DQNConfig, DQNHParams, make_dqn
         from jaxrl57.envs.base import EnvSpec
+        from jaxrl57.presets import NATURE_ATARI_HPARAMS
 
         spec = EnvSpec(name="Breakout-v5", obs_shape=(4, 84, 84), obs_dtype=jnp.uint8,
                        num_actions=NUM_ACTIONS)

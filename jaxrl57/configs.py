@@ -2,8 +2,8 @@
 
 Three layers, later ones win: the defaults of the environment family (small
 JAX games, classic control, Atari with the papers' values), the preset's
-algorithm flags (`agents.dqn.PRESETS`, `agents.r2d2.PRESETS`), then the
-user's `name=value` overrides. Every name is looked up in exactly one of the
+flags and values (all in `jaxrl57.presets`), then the user's `name=value`
+overrides. Every name is looked up in exactly one of the
 agent family's static config (`DQNConfig`, `R2D2Config`), its traced
 hyperparameters (`DQNHParams`, `R2D2HParams`: sweepable), `RunConfig` (loop)
 and `EnvPoolConfig` (the EnvPool loops only).
@@ -15,10 +15,11 @@ import dataclasses
 import math
 from typing import Any
 
-from jaxrl57.agents import FAMILIES, AgentFamily, dqn, family_of, r2d2
+from jaxrl57 import presets
+from jaxrl57.agents import FAMILIES, AgentFamily
 from jaxrl57.runners.config import EnvPoolConfig, RunConfig
 
-AGENTS = tuple(name for fam in FAMILIES.values() for name in fam.presets)
+AGENTS = presets.AGENTS
 
 
 class ConfigError(ValueError):
@@ -37,103 +38,6 @@ def env_family(env_id: str) -> str:
     if env_id.endswith("-v5"):
         return "atari"
     return "classic"
-
-
-# Per-family defaults: (static agent config, traced hparams, loop config).
-_FAMILY: dict[str, tuple[dict, dict, dict]] = {
-    # CartPole-v1 within a 20 s budget on a 2-core CPU, with `--sweep` and
-    # `--seeds`. The learning rate anneals to 5 % over the run so late updates
-    # move the greedy policy less; the squared loss (huber_delta 100, as CleanRL
-    # and PureJaxRL use here) learned more reliably than Huber-1 with frequent
-    # target copies. What still limits the final policy (values unconverged after
-    # ~270 target copies; failures are the cart drifting out, a 100-300 step
-    # consequence) is in docs/results.md.
-    "cartpole": (
-        dict(hidden_sizes=(64, 64), replay_capacity=50_000, batch_size=64),
-        dict(learning_rate=2.3e-3, lr_final_fraction=0.05, epsilon_decay_steps=8_000,
-             huber_delta=100.0, epsilon_end=0.04, learning_starts=1_000, target_period=128,
-             v_min=0.0, v_max=100.0),  # C51 support: returns of 1 per step, discount 0.99
-        dict(total_steps=70_000, num_envs=8, train_every=1, updates_per_train=4, num_rows=10,
-             eval_episodes=10),
-    ),
-    "classic": (
-        dict(hidden_sizes=(128, 128), replay_capacity=50_000, batch_size=64),
-        dict(learning_rate=1e-3, epsilon_decay_steps=20_000, learning_starts=1_000,
-             target_period=200),
-        dict(total_steps=100_000, num_envs=8, updates_per_train=2, num_rows=20),
-    ),
-    "catch": (
-        dict(hidden_sizes=(64, 64), replay_capacity=10_000, batch_size=32),
-        dict(learning_rate=1e-3, lr_final_fraction=0.05, epsilon_decay_steps=5_000,
-             learning_starts=500, target_period=100, discount=0.99, v_min=-1.0, v_max=1.0),
-        # Two updates per 8 env steps (10k over the run): with one, some seeds
-        # stalled with a few ball columns never learned.
-        dict(total_steps=40_000, num_envs=8, updates_per_train=2, num_rows=10,
-             eval_episodes=100),
-    ),
-    "cave": (
-        dict(torso="small_cnn", replay_capacity=50_000, batch_size=32),
-        dict(learning_rate=2.5e-4, epsilon_decay_steps=50_000, learning_starts=5_000,
-             target_period=1_000),
-        dict(total_steps=200_000, num_envs=8, updates_per_train=2, num_rows=20,
-             eval_episodes=8),
-    ),
-    # Mnih et al. 2015: batch 32, replay 1M, one update every 4 agent steps,
-    # centered RMSProp; epsilon and replay start counted in agent steps. The
-    # replay keeps each frame once (about 7 GB for 1M steps; whole transitions
-    # would take 56 GB).
-    "atari": (
-        dict(torso="nature_cnn", replay_capacity=1_000_000, batch_size=32, optimizer="rmsprop",
-             replay_storage="frames"),
-        dict(dqn.NATURE_ATARI_HPARAMS),
-        dict(total_steps=10_000_000, num_envs=1, train_every=4, updates_per_train=1,
-             num_rows=200, eval_episodes=10),
-    ),
-}
-
-_FAMILY["memory"] = _FAMILY["catch"]
-
-# R2D2 on the small tasks: short sequences, small LSTM (the Atari values are the
-# paper's, `r2d2.ATARI_*`).
-_R2D2_SMALL = (
-    dict(torso="mlp", hidden_sizes=(64,), core_size=64, head_hidden=(64,), burn_in=5,
-         trace_length=14, period=10, n_step=3, batch_size=32, replay_capacity=2_000),
-    dict(learning_rate=1e-3, discount=0.99, target_period=100, learning_starts=64,
-         max_grad_norm=10.0),
-    dict(num_envs=8, train_every=4, updates_per_train=1, num_rows=10, eval_episodes=10),
-)
-_R2D2_FAMILY: dict[str, tuple[dict, dict, dict]] = {
-    "cartpole": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=100_000)),
-    "memory": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=40_000,
-                                                     eval_episodes=100)),
-    "catch": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=40_000,
-                                                    eval_episodes=100)),
-    "classic": _R2D2_SMALL,
-    "cave": (dict(_R2D2_SMALL[0], torso="small_cnn"), _R2D2_SMALL[1], _R2D2_SMALL[2]),
-    "atari": (r2d2.ATARI_STATIC, r2d2.ATARI_HPARAMS,
-              dict(total_steps=10_000_000, num_envs=8, train_every=4, updates_per_train=1,
-                   num_rows=200, eval_episodes=10)),
-}
-
-# EnvPool settings of an agent family's Atari TRAINING envs (evaluation always
-# plays the whole game with unclipped rewards, `envs.envpool_env`); --env-arg
-# overrides them.
-_ATARI_TRAIN_ENV: dict[str, dict[str, Any]] = {
-    # Mnih et al. 2015, Methods: "we clipped all positive rewards at 1 and all
-    # negative rewards at -1", and "the number of lives left in the game ... is
-    # then used to mark the end of an episode during training".
-    "dqn": dict(episodic_life=True, reward_clip=True),
-    "r2d2": r2d2.ATARI_TRAIN_ENV,
-}
-
-
-# The quantile presets' Atari sizes (200 quantiles; 64 x 64 IQN samples) make
-# the pairwise quantile loss the whole cost of a small task's update (QR-DQN
-# took 707 s for the default CartPole run); these keep the method, not the size.
-_SMALL_TASK_PRESET_STATIC: dict[str, dict[str, Any]] = {
-    "qr_dqn": dict(num_atoms=32),
-    "iqn": dict(num_atoms=16, num_act_taus=8),
-}
 
 
 def fields(family: AgentFamily) -> tuple[dict[str, Any], set[str]]:
@@ -173,7 +77,7 @@ class Settings:
     hparams: dict[str, float]
     run_config: RunConfig
     family: AgentFamily = FAMILIES["dqn"]
-    # EnvPool settings of the training envs (`_ATARI_TRAIN_ENV`), under --env-arg.
+    # EnvPool settings of the training envs (`presets.ATARI_TRAIN_ENV`), under --env-arg.
     train_env: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The EnvPool loops' own settings.
     envpool: EnvPoolConfig = dataclasses.field(default_factory=EnvPoolConfig)
@@ -204,28 +108,30 @@ def dqn_run_updates(run: RunConfig, learning_starts: float, batch_size: int,
 def resolve(agent: str, env_id: str, overrides: dict[str, str],
             steps: int | None = None) -> Settings:
     """Merges preset, env family defaults and overrides; raises ConfigError."""
-    agent_family = family_of(agent)
-    if agent_family is None:
+    preset = presets.PRESETS.get(agent)
+    if preset is None:
         import difflib
         close = difflib.get_close_matches(agent, AGENTS, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown agent {agent!r}{hint}; agents: {', '.join(AGENTS)}")
-    preset_static, preset_hp = agent_family.presets[agent]
+    agent_family = FAMILIES[preset.family]
+    preset_static, preset_hp = preset.static, preset.hparams
     family = env_family(env_id)
     is_dqn = agent_family.name == "dqn"
-    fam_static, fam_hp, fam_run = (_FAMILY if is_dqn else _R2D2_FAMILY)[family]
+    fam_static, fam_hp, fam_run = (presets.DQN_FAMILY_DEFAULTS if is_dqn
+                                else presets.R2D2_FAMILY_DEFAULTS)[family]
     static_fields, hparam_fields = fields(agent_family)
     static = {**dataclasses.asdict(agent_family.config_cls()), **fam_static, **preset_static}
     if is_dqn and family != "atari":
-        static.update(_SMALL_TASK_PRESET_STATIC.get(agent, {}))
+        static.update(presets.SMALL_TASK_PRESET_STATIC.get(agent, {}))
     hp = {**agent_family.default_hparams, **fam_hp, **preset_hp}
     if family == "atari" and is_dqn:
-        hp.update(dqn.ATARI_PRESET_HPARAMS.get(agent, {}))
-        static.update(dqn.ATARI_PRESET_STATIC.get(agent, {}))
+        hp.update(presets.DQN_ATARI_HPARAMS.get(agent, {}))
+        static.update(presets.DQN_ATARI_STATIC.get(agent, {}))
     run = {**dataclasses.asdict(RunConfig()), **fam_run}
     pool = dataclasses.asdict(EnvPoolConfig())
     if family == "atari" and is_dqn:
-        run.update(dqn.ATARI_PRESET_RUN.get(agent, {}))
+        run.update(presets.DQN_ATARI_RUN.get(agent, {}))
     if steps is not None:
         run["total_steps"] = steps
     for name, text in overrides.items():
@@ -283,7 +189,7 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
         # `eGreedy` counts from `learn_start`; dqn_zoo's schedule begins there).
         hp["epsilon_decay_start"] = hp["learning_starts"]
     if is_dqn and "priority_beta_steps" not in overrides and "priority_beta_steps" not in {
-            **preset_hp, **dqn.ATARI_PRESET_HPARAMS.get(agent, {})}:
+            **preset_hp, **presets.DQN_ATARI_HPARAMS.get(agent, {})}:
         # Schaul et al. 2016, sec. 3.4: beta reaches 1 at the end of learning, so
         # it anneals over the updates of this run (the update after
         # `priority_beta_steps` updates is the last). A preset that sets it keeps
@@ -291,9 +197,9 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
         updates = dqn_run_updates(RunConfig(**run), hp["learning_starts"],
                                   static["batch_size"], static["n_step"])
         hp["priority_beta_steps"] = float(max(1, updates - 1))
+    train_env = dict(presets.ATARI_TRAIN_ENV[agent_family.name]) if family == "atari" else {}
     settings = Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family,
-                        dict(_ATARI_TRAIN_ENV[agent_family.name]) if family == "atari" else {},
-                        EnvPoolConfig(**pool))
+                        train_env, EnvPoolConfig(**pool))
     check(settings)
     return settings
 

@@ -12,7 +12,8 @@ import pytest
 import rlax
 
 from jaxrl57 import configs, envs, losses
-from jaxrl57.agents.dqn import PRESETS, DQNConfig, DQNHParams, make_dqn
+from jaxrl57.agents.dqn import DQNConfig, DQNHParams, make_dqn
+from jaxrl57.presets import DQN_PRESETS
 
 E = 4
 SPEC = envs.make_env("jax:Catch").spec  # obs [8, 8, 1], 3 actions
@@ -144,7 +145,7 @@ def test_impossible_distributional_settings(bad, needle):
 @pytest.mark.parametrize("preset", ["c51", "qr_dqn", "iqn", "rainbow"])
 def test_presets_resolve_with_paper_settings(preset):
     s = configs.resolve(preset, "Breakout-v5", {})
-    static, _ = PRESETS[preset]
+    static, _ = DQN_PRESETS[preset]
     for k, v in static.items():
         assert getattr(s.agent_config, k) == v
     assert s.agent_config.optimizer == "adam"

@@ -16,7 +16,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "jaxrl57"
 LOWER = ("jaxrl57.losses", "jaxrl57.networks", "jaxrl57.replay", "jaxrl57.envs",
          "jaxrl57.agents", "jaxrl57.exploration")
 RUNNERS_AND_FRONT = ("jaxrl57.runners", "jaxrl57.cli", "jaxrl57.train", "jaxrl57.report",
-                     "jaxrl57.request", "jaxrl57.configs", "jaxrl57.reporting")
+                     "jaxrl57.request", "jaxrl57.configs", "jaxrl57.presets",
+                     "jaxrl57.reporting")
 
 
 def _modules() -> dict[str, pathlib.Path]:

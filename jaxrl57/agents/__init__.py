@@ -1,6 +1,7 @@
 """Agents: bundles of pure functions (`base.Agent`), grouped in families that share
-a static config, traced hyperparameters and a builder; presets name settings of a
-family (`dqn`, `rainbow`, ... are DQN-family presets; `r2d2`, `drqn` R2D2's)."""
+a static config, traced hyperparameters and a builder. The named agents (`dqn`,
+`rainbow`, ... of the DQN family; `r2d2`, `drqn` of R2D2's) are data in
+`jaxrl57.presets`."""
 
 from __future__ import annotations
 
@@ -17,17 +18,11 @@ class AgentFamily(NamedTuple):
     config_cls: type
     hparams_cls: Any  # .create(**values) -> traced hyperparameters
     default_hparams: dict[str, float]
-    presets: dict[str, tuple[dict[str, Any], dict[str, float]]]
 
 
 FAMILIES: dict[str, AgentFamily] = {
     "dqn": AgentFamily("dqn", dqn.make_dqn, dqn.DQNConfig, dqn.DQNHParams,
-                       dqn.DEFAULT_HPARAMS, dqn.PRESETS),
+                       dqn.DEFAULT_HPARAMS),
     "r2d2": AgentFamily("r2d2", r2d2.make_r2d2, r2d2.R2D2Config, r2d2.R2D2HParams,
-                        r2d2.DEFAULT_HPARAMS, r2d2.PRESETS),
+                        r2d2.DEFAULT_HPARAMS),
 }
-
-
-def family_of(preset: str) -> AgentFamily | None:
-    """The family whose presets include `preset`, or None."""
-    return next((f for f in FAMILIES.values() if preset in f.presets), None)

@@ -407,35 +407,3 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
                  metric_names=("loss", "q_mean", "td_abs", "grad_norm", "updated"),
                  eval_actor=EvalActor(init=eval_init, act=eval_act, observe=eval_observe),
                  recurrent=True)
-
-
-# Named presets: (static config, traced hyperparameters).
-PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
-    # Kapturowski et al. 2019: LSTM 512 after the convolutions, dueling head 512.
-    "r2d2": (dict(), dict()),
-    # The network of the Space-Invaders question: convolutions per frame, then a
-    # ConvLSTM (64 channels, 3x3), then a dense layer, trained as R2D2.
-    "drqn": (dict(conv_lstm_features=64), dict()),
-}
-
-# Atari: the paper's values (Kapturowski et al. 2019, Table 2), in acme's layout
-# (acme/agents/jax/r2d2: burn_in_length 40, trace_length 80, sequence_period 40,
-# stored sequences of burn_in + trace_length + 1 = 121 steps):
-#   "Sequence length m: 80 (+ prefix of l = 40 in burn-in experiments)" -> 40 burn-in
-#     steps, then 80 steps that carry the loss;
-#   sec. 2.3: "fixed-length (m = 80) sequences ... with adjacent sequences
-#     overlapping each other by 40 time steps" -> a new sequence every 40 steps;
-#   "Replay buffer size: 4 x 10^6 observations (10^5 part-overlapping sequences)".
-# replay_capacity counts sequences. Each holds its 121 observations in full
-# (3.4 MB of uint8 frame stacks), so the paper's 10^5 would take 342 GB: the
-# default keeps 2,500 sequences (8.5 GB): with a new one every 40 steps they
-# span the last 100k agent steps of the E actors, 1/40 of the paper's replay.
-ATARI_STATIC = dict(torso="nature_cnn", core_size=512, head_hidden=(512,), burn_in=40,
-                    trace_length=80, period=40, n_step=5, batch_size=64,
-                    replay_capacity=2_500)
-ATARI_HPARAMS: dict[str, float] = dict(DEFAULT_HPARAMS, learning_starts=1_000)
-# Atari training episodes (sec. 2.3): "we ... disabled the loss-of-life-as-episode-end
-# heuristic that has been used in Atari agents in some of the work since (Mnih et
-# al., 2015)", and the rewards are not clipped: the value rescaling h of Pohlen et
-# al. 2018 (sec. 2.3) takes their place, as in acme's R2D2 (`clip_rewards=False`).
-ATARI_TRAIN_ENV: dict[str, Any] = dict(episodic_life=False, reward_clip=False)

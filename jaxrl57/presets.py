@@ -1,0 +1,306 @@
+"""Presets as data, in one place: every named agent and every env family's defaults,
+each value next to the paper table or section it comes from.
+
+Three layers, later ones win (`jaxrl57.configs.resolve` merges them with the
+user's `--set`): the defaults of the environment family (small JAX games,
+classic control, Atari with the papers' values), the preset's flags and
+hyperparameters, then for Atari the preset's paper values. Each setting is a
+field of the agent family's static config, traced hyperparameters or loop
+config, documented there (`jaxrl57 train AGENT --env ENV --list-settings`
+prints the merged result). Nothing here runs code: plain dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from jaxrl57.agents.r2d2 import DEFAULT_HPARAMS as R2D2_DEFAULT_HPARAMS
+
+# --- The DQN family ------------------------------------------------------------
+
+# One gradient update every 4 agent steps (Mnih et al. 2015, Extended Data
+# Table 1, "update frequency 4"; an agent step is 4 frames): the papers'
+# periods, counted in agent steps or frames, become `target_period` updates.
+AGENT_STEPS_PER_UPDATE = 4
+FRAMES_PER_AGENT_STEP = 4
+
+# Mnih et al. 2015, Extended Data Table 1, and the released Lua code
+# (`run_gpu`, `NeuralQLearner.lua`), which dqn_zoo's `dqn/run_atari.py` follows.
+NATURE_ATARI_HPARAMS = dict(
+    learning_rate=2.5e-4,  # "learning rate 0.00025"
+    discount=0.99,  # "discount factor 0.99"
+    epsilon_start=1.0,  # "initial exploration 1"
+    epsilon_end=0.1,  # "final exploration 0.1"
+    # "final exploration frame 1,000,000": agent steps in the code (`ep_endt`;
+    # dqn_zoo: 4M frames), annealed from the end of the replay warm-up on
+    # (`eGreedy` counts from `learn_start`; dqn_zoo's schedule `begin_t`).
+    epsilon_decay_steps=1_000_000,
+    epsilon_decay_start=50_000,
+    eval_epsilon=0.05,  # Methods, evaluation: epsilon-greedy with epsilon 0.05
+    learning_starts=50_000,  # "replay start size 50,000"
+    # "target network update frequency 10,000": the table's gloss says parameter
+    # updates, but the code copies when `numSteps % target_q == 1`, numSteps
+    # counting agent steps, and dqn_zoo copies every 4e4 frames: 10,000 agent
+    # steps, 2,500 updates.
+    target_period=10_000 / AGENT_STEPS_PER_UPDATE,
+    target_tau=1.0,
+    huber_delta=1.0,  # Methods: the error term clipped to [-1, 1]
+    max_grad_norm=float("inf"),  # no gradient clipping in the paper or the code
+    # "min squared gradient 0.01", for gradients of the loss summed over the
+    # batch of 32; the loss here is the batch mean (`make_optimizer`, dqn_zoo).
+    optimizer_eps=0.01 / 32**2,
+    rmsprop_decay=0.95,  # "gradient momentum 0.95", "squared gradient momentum 0.95"
+)
+
+DQN_PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
+    # Mnih et al. 2015, Extended Data Table 1.
+    "dqn": (dict(), dict()),
+    # van Hasselt et al. 2016, sec. 4 (eq. 4: the online net selects, the target evaluates).
+    "double_dqn": (dict(double=True), dict()),
+    # Wang et al. 2016, sec. 3 and 4.2: dueling + double.
+    "dueling": (dict(double=True, dueling=True), dict()),
+    # Schaul et al. 2016, sec. 3.3-3.4 and 4 (proportional): alpha 0.6,
+    # beta 0.4 annealed to 1 at the end of learning (`priority_beta_steps` is
+    # derived from the run by `jaxrl57.configs.resolve`), double DQN.
+    "prioritized": (dict(double=True, prioritized=True), dict(priority_alpha=0.6,
+                                                             priority_beta_start=0.4)),
+    # Bellemare et al. 2017: 51 atoms on [-10, 10], Adam.
+    "c51": (dict(distribution="c51", num_atoms=51, optimizer="adam"), dict()),
+    # Dabney et al. 2018a: 200 quantiles, quantile Huber loss with kappa 1, Adam.
+    "qr_dqn": (dict(distribution="qr", num_atoms=200, optimizer="adam"), dict()),
+    # Dabney et al. 2018b: N = N' = 64 sampled fractions, K = 32 to act, kappa 1.
+    "iqn": (dict(distribution="iqn", num_atoms=64, num_act_taus=32, optimizer="adam"), dict()),
+    # Hessel et al. 2018, Table 1: C51 + double + dueling + noisy (sigma0 0.5) +
+    # 3-step + proportional prioritized replay (alpha 0.5, beta 0.4 -> 1 over the
+    # run, the KL loss as priority, sec. 3); no epsilon-greedy ("exploration 0").
+    "rainbow": (dict(distribution="c51", num_atoms=51, double=True, dueling=True, noisy=True,
+                     noisy_sigma0=0.5, n_step=3, prioritized=True, optimizer="adam"),
+                dict(priority_alpha=0.5, priority_beta_start=0.4, epsilon_start=0.0,
+                     epsilon_end=0.0)),
+    # Horgan et al. 2018, sec. 4.1 and appendix: double + dueling, 3-step,
+    # proportional prioritized replay with alpha 0.6 and a FIXED beta 0.4 (no
+    # annealing: infinite beta_steps), the epsilon ladder 0.4 ** (1 + 7 i / (N - 1))
+    # over the envs.
+    "apex": (dict(double=True, dueling=True, n_step=3, prioritized=True, epsilon_ladder=True),
+             dict(priority_alpha=0.6, priority_beta_start=0.4,
+                  priority_beta_steps=float("inf"), apex_epsilon=0.4, apex_alpha=7.0)),
+}
+
+# van Hasselt et al. 2016, "Double DQN (tuned)" (the human-starts evaluation):
+# exploration 0.01 during learning and 0.001 in evaluation, target copied every
+# 30,000 instead of 10,000 (in Nature's units, agent steps: dqn_zoo's `double_q`
+# copies every 1.2e5 frames), so 7,500 updates; the rest as Nature (RMSProp,
+# 0.00025, eps 0.01 / 32**2). Its single shared output bias is not modelled.
+_TUNED_DOUBLE_DQN = dict(epsilon_end=0.01, eval_epsilon=0.001,
+                         target_period=30_000 / AGENT_STEPS_PER_UPDATE)
+
+DQN_ATARI_HPARAMS: dict[str, dict[str, float]] = {
+    "dqn": dict(),
+    "double_dqn": dict(_TUNED_DOUBLE_DQN),
+    # Wang et al. 2016, sec. 4.2: the tuned Double DQN's settings, a "slightly
+    # lower" learning rate and gradients clipped to norm 10; the 1/sqrt(2)
+    # gradient rescale is in the network (`networks.DuelingHead`). The text
+    # gives no figure for the learning rate: 6.25e-5 is the value in use for
+    # dueling agents elsewhere (Rainbow's Table 1), not one quoted from Wang et al.
+    "dueling": dict(_TUNED_DOUBLE_DQN, learning_rate=6.25e-5, max_grad_norm=10.0),
+    # Schaul et al. 2016, sec. 4: the tuned Double DQN's settings with "only a
+    # single hyperparameter adjustment", the step size divided by 4. (dqn_zoo's
+    # `prioritized` also divides the RMSProp eps by 4**2; the paper does not.)
+    "prioritized": dict(_TUNED_DOUBLE_DQN, learning_rate=2.5e-4 / 4),
+    # Bellemare et al. 2017, sec. 5: Adam, learning rate 0.00025, eps 0.01 / L
+    # with L = 32 the batch (Adam's eps is outside the square root: 0.01 for a
+    # summed loss is 0.01 / 32 for this batch-mean one; dqn_zoo's `c51` too);
+    # exploration 0.01 and evaluation 0.001 as the tuned Double DQN; target and
+    # replay warm-up as Nature (dqn_zoo: 4e4 frames, 5 % of 1M).
+    "c51": dict(learning_rate=2.5e-4, optimizer_eps=0.01 / 32, epsilon_end=0.01,
+                eval_epsilon=0.001, v_min=-10.0, v_max=10.0),
+    # Dabney et al. 2018a, sec. 5: Adam 0.00005 with eps 0.01 / 32, the rest as C51.
+    "qr_dqn": dict(learning_rate=5e-5, optimizer_eps=0.01 / 32, epsilon_end=0.01,
+                   eval_epsilon=0.001),
+    # Dabney et al. 2018b, sec. 5: the optimizer and schedule of QR-DQN.
+    "iqn": dict(learning_rate=5e-5, optimizer_eps=0.01 / 32, epsilon_end=0.01,
+                eval_epsilon=0.001),
+    # Hessel et al. 2018, Table 1: learning starts after 80K frames (20k agent
+    # steps), target every 32K frames (8k agent steps: 2,000 updates), Adam
+    # 0.0000625 with eps 1.5e-4, exploration 0 (noisy nets); gradients clipped
+    # to norm 10 as dqn_zoo's `rainbow`. Beta reaches 1 at the run's end.
+    "rainbow": dict(learning_rate=6.25e-5, optimizer_eps=1.5e-4,
+                    learning_starts=80_000 / FRAMES_PER_AGENT_STEP,
+                    target_period=32_000 / FRAMES_PER_AGENT_STEP / AGENT_STEPS_PER_UPDATE,
+                    max_grad_norm=10.0, epsilon_start=0.0, epsilon_end=0.0,
+                    eval_epsilon=0.001, v_min=-10.0, v_max=10.0),
+    # Horgan et al. 2018, appendix: centered RMSProp (lr 0.00025 / 4, decay
+    # 0.95, eps 1.5e-7), gradients clipped to norm 40, target copied every
+    # 2500 updates ("training batches"), learning from 50k transitions;
+    # evaluation epsilon 0.001 (the other presets' protocol; the paper's
+    # evaluation used its actors). The eps is the paper's number as it stands: its
+    # TensorFlow learner's loss reduction is not stated, and 1.5e-7 is not a
+    # batch-size conversion of Nature's 0.01 (0.01 / 512**2 = 3.8e-8).
+    "apex": dict(learning_rate=2.5e-4 / 4, optimizer_eps=1.5e-7, rmsprop_decay=0.95,
+                 max_grad_norm=40.0, target_period=2_500, learning_starts=50_000,
+                 eval_epsilon=0.001),
+}
+
+# Atari settings that fix shapes or the loop, per preset (the rest are the
+# `atari` family's, `jaxrl57.configs`). Ape-X learns on batches of 512 and its
+# learner consumed about 0.8 sampled transitions per transition generated
+# (19 batches/s against ~12.5k agent steps/s, Horgan et al. 2018, sec. 4.1):
+# 64 envs with one update every 10 batch steps give 512 / 640 = 0.8.
+DQN_ATARI_STATIC: dict[str, dict[str, Any]] = {
+    # Horgan et al. 2018, appendix: the replay is soft-limited to 2 million
+    # transitions (2M 84x84 frames with the frame replay).
+    "apex": dict(batch_size=512, replay_capacity=2_000_000, optimizer="rmsprop"),
+}
+DQN_ATARI_RUN: dict[str, dict[str, Any]] = {
+    "apex": dict(num_envs=64, train_every=10, updates_per_train=1),
+}
+
+
+# --- The R2D2 family -----------------------------------------------------------
+R2D2_PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
+    # Kapturowski et al. 2019: LSTM 512 after the convolutions, dueling head 512.
+    "r2d2": (dict(), dict()),
+    # The network of the Space-Invaders question: convolutions per frame, then a
+    # ConvLSTM (64 channels, 3x3), then a dense layer, trained as R2D2.
+    "drqn": (dict(conv_lstm_features=64), dict()),
+}
+
+# Atari: the paper's values (Kapturowski et al. 2019, Table 2), in acme's layout
+# (acme/agents/jax/r2d2: burn_in_length 40, trace_length 80, sequence_period 40,
+# stored sequences of burn_in + trace_length + 1 = 121 steps):
+#   "Sequence length m: 80 (+ prefix of l = 40 in burn-in experiments)" -> 40 burn-in
+#     steps, then 80 steps that carry the loss;
+#   sec. 2.3: "fixed-length (m = 80) sequences ... with adjacent sequences
+#     overlapping each other by 40 time steps" -> a new sequence every 40 steps;
+#   "Replay buffer size: 4 x 10^6 observations (10^5 part-overlapping sequences)".
+# replay_capacity counts sequences. Each holds its 121 observations in full
+# (3.4 MB of uint8 frame stacks), so the paper's 10^5 would take 342 GB: the
+# default keeps 2,500 sequences (8.5 GB): with a new one every 40 steps they
+# span the last 100k agent steps of the E actors, 1/40 of the paper's replay.
+R2D2_ATARI_STATIC = dict(torso="nature_cnn", core_size=512, head_hidden=(512,), burn_in=40,
+                    trace_length=80, period=40, n_step=5, batch_size=64,
+                    replay_capacity=2_500)
+R2D2_ATARI_HPARAMS: dict[str, float] = dict(R2D2_DEFAULT_HPARAMS, learning_starts=1_000)
+# Atari training episodes (sec. 2.3): "we ... disabled the loss-of-life-as-episode-end
+# heuristic that has been used in Atari agents in some of the work since (Mnih et
+# al., 2015)", and the rewards are not clipped: the value rescaling h of Pohlen et
+# al. 2018 (sec. 2.3) takes their place, as in acme's R2D2 (`clip_rewards=False`).
+R2D2_ATARI_TRAIN_ENV: dict[str, Any] = dict(episodic_life=False, reward_clip=False)
+
+
+# --- Env families ---------------------------------------------------------------
+
+# Per-family defaults: (static agent config, traced hparams, loop config).
+DQN_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
+    # CartPole-v1 within a 20 s budget on a 2-core CPU, with `--sweep` and
+    # `--seeds`. The learning rate anneals to 5 % over the run so late updates
+    # move the greedy policy less; the squared loss (huber_delta 100, as CleanRL
+    # and PureJaxRL use here) learned more reliably than Huber-1 with frequent
+    # target copies. What still limits the final policy (values unconverged after
+    # ~270 target copies; failures are the cart drifting out, a 100-300 step
+    # consequence) is in docs/results.md.
+    "cartpole": (
+        dict(hidden_sizes=(64, 64), replay_capacity=50_000, batch_size=64),
+        dict(learning_rate=2.3e-3, lr_final_fraction=0.05, epsilon_decay_steps=8_000,
+             huber_delta=100.0, epsilon_end=0.04, learning_starts=1_000, target_period=128,
+             v_min=0.0, v_max=100.0),  # C51 support: returns of 1 per step, discount 0.99
+        dict(total_steps=70_000, num_envs=8, train_every=1, updates_per_train=4, num_rows=10,
+             eval_episodes=10),
+    ),
+    "classic": (
+        dict(hidden_sizes=(128, 128), replay_capacity=50_000, batch_size=64),
+        dict(learning_rate=1e-3, epsilon_decay_steps=20_000, learning_starts=1_000,
+             target_period=200),
+        dict(total_steps=100_000, num_envs=8, updates_per_train=2, num_rows=20),
+    ),
+    "catch": (
+        dict(hidden_sizes=(64, 64), replay_capacity=10_000, batch_size=32),
+        dict(learning_rate=1e-3, lr_final_fraction=0.05, epsilon_decay_steps=5_000,
+             learning_starts=500, target_period=100, discount=0.99, v_min=-1.0, v_max=1.0),
+        # Two updates per 8 env steps (10k over the run): with one, some seeds
+        # stalled with a few ball columns never learned.
+        dict(total_steps=40_000, num_envs=8, updates_per_train=2, num_rows=10,
+             eval_episodes=100),
+    ),
+    "cave": (
+        dict(torso="small_cnn", replay_capacity=50_000, batch_size=32),
+        dict(learning_rate=2.5e-4, epsilon_decay_steps=50_000, learning_starts=5_000,
+             target_period=1_000),
+        dict(total_steps=200_000, num_envs=8, updates_per_train=2, num_rows=20,
+             eval_episodes=8),
+    ),
+    # Mnih et al. 2015: batch 32, replay 1M, one update every 4 agent steps,
+    # centered RMSProp; epsilon and replay start counted in agent steps. The
+    # replay keeps each frame once (about 7 GB for 1M steps; whole transitions
+    # would take 56 GB).
+    "atari": (
+        dict(torso="nature_cnn", replay_capacity=1_000_000, batch_size=32, optimizer="rmsprop",
+             replay_storage="frames"),
+        dict(NATURE_ATARI_HPARAMS),
+        dict(total_steps=10_000_000, num_envs=1, train_every=4, updates_per_train=1,
+             num_rows=200, eval_episodes=10),
+    ),
+}
+
+DQN_FAMILY_DEFAULTS["memory"] = DQN_FAMILY_DEFAULTS["catch"]
+
+# R2D2 on the small tasks: short sequences, small LSTM (the Atari values are the
+# paper's, `R2D2_ATARI_*`).
+_R2D2_SMALL = (
+    dict(torso="mlp", hidden_sizes=(64,), core_size=64, head_hidden=(64,), burn_in=5,
+         trace_length=14, period=10, n_step=3, batch_size=32, replay_capacity=2_000),
+    dict(learning_rate=1e-3, discount=0.99, target_period=100, learning_starts=64,
+         max_grad_norm=10.0),
+    dict(num_envs=8, train_every=4, updates_per_train=1, num_rows=10, eval_episodes=10),
+)
+R2D2_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
+    "cartpole": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=100_000)),
+    "memory": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=40_000,
+                                                     eval_episodes=100)),
+    "catch": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=40_000,
+                                                    eval_episodes=100)),
+    "classic": _R2D2_SMALL,
+    "cave": (dict(_R2D2_SMALL[0], torso="small_cnn"), _R2D2_SMALL[1], _R2D2_SMALL[2]),
+    "atari": (R2D2_ATARI_STATIC, R2D2_ATARI_HPARAMS,
+              dict(total_steps=10_000_000, num_envs=8, train_every=4, updates_per_train=1,
+                   num_rows=200, eval_episodes=10)),
+}
+
+# EnvPool settings of an agent family's Atari TRAINING envs (evaluation always
+# plays the whole game with unclipped rewards, `envs.envpool_env`); --env-arg
+# overrides them.
+ATARI_TRAIN_ENV: dict[str, dict[str, Any]] = {
+    # Mnih et al. 2015, Methods: "we clipped all positive rewards at 1 and all
+    # negative rewards at -1", and "the number of lives left in the game ... is
+    # then used to mark the end of an episode during training".
+    "dqn": dict(episodic_life=True, reward_clip=True),
+    "r2d2": R2D2_ATARI_TRAIN_ENV,
+}
+
+
+# The quantile presets' Atari sizes (200 quantiles; 64 x 64 IQN samples) make
+# the pairwise quantile loss the whole cost of a small task's update (QR-DQN
+# took 707 s for the default CartPole run); these keep the method, not the size.
+SMALL_TASK_PRESET_STATIC: dict[str, dict[str, Any]] = {
+    "qr_dqn": dict(num_atoms=32),
+    "iqn": dict(num_atoms=16, num_act_taus=8),
+}
+
+
+# --- The index ------------------------------------------------------------------
+
+
+class Preset(NamedTuple):
+    """A named agent: its family (`jaxrl57.agents.FAMILIES`), the static config
+    fields and the traced hyperparameters it sets."""
+
+    family: str
+    static: dict[str, Any]
+    hparams: dict[str, float]
+
+
+PRESETS: dict[str, Preset] = {
+    **{name: Preset("dqn", *values) for name, values in DQN_PRESETS.items()},
+    **{name: Preset("r2d2", *values) for name, values in R2D2_PRESETS.items()},
+}
+AGENTS = tuple(PRESETS)
