@@ -273,7 +273,7 @@ def main() -> int:
                    help="env steps per timed training row in (d) (0: 256, or 96 with --quick)")
     p.add_argument("--rows", type=int, default=0, help="timed training rows in (d)")
     p.add_argument("--scan-updates", action="store_true",
-                   help="(d): each batch's updates as one lax.scan (RunConfig.scan_updates)")
+                   help="(d): each batch's updates as one lax.scan (EnvPoolConfig.scan_updates)")
     p.add_argument("--json", default=os.path.join("benchmarks", "results",
                                                   "envpool_pipeline.json"))
     a = p.parse_args()

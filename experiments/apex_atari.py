@@ -44,4 +44,4 @@ SETTINGS = {
 }
 
 if __name__ == "__main__":
-    sys.exit(run(AGENT, ENV, SETTINGS))
+    sys.exit(run(AGENT, ENV))

@@ -2,7 +2,7 @@
 
 Setup: preset `dqn` on `jax:Catch` at size 16 (the ball-catching game of the Keras DQN
 article and of bsuite, Osband et al. 2020), with the catch family defaults of
-`jaxrl57/configs.py` (Adam 1e-3 annealed to 5 %, batch 32, replay 10k, learning starts
+`jaxrl57/presets.py` (Adam 1e-3 annealed to 5 %, batch 32, replay 10k, learning starts
 at 500, target copy every 100 updates, 8 envs, 100 eval episodes) and `torso=small_cnn`
 (3x3 convolutions, 16 and 32 channels, dense 256).
 

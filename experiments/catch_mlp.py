@@ -2,7 +2,7 @@
 
 Setup: preset `dqn` on `jax:Catch` (the ball-catching game of the Keras DQN article and
 of bsuite, Osband et al. 2020) at its default size 8, with the catch family defaults of
-`jaxrl57/configs.py`: MLP 64x64 on the flattened 8x8x1 grid, Adam 1e-3, batch 32,
+`jaxrl57/presets.py`: MLP 64x64 on the flattened 8x8x1 grid, Adam 1e-3, batch 32,
 replay 10k, learning starts at 500, target copy every 100 updates, 8 envs, 40k env steps,
 100 evaluation episodes per row.
 

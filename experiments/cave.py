@@ -2,7 +2,7 @@
 
 Setup: preset `dqn` on `jax:Cave` (the side-scrolling cave game of the Keras DQN
 article) at its defaults, a 48x48 screen with the last 4 frames stacked (uint8, scaled
-by 1/255), with the cave family defaults of `jaxrl57/configs.py`: `small_cnn` torso,
+by 1/255), with the cave family defaults of `jaxrl57/presets.py`: `small_cnn` torso,
 Adam 2.5e-4, batch 32, replay 50k, learning starts at 5k, target copy every 1000
 updates, 8 envs, 2 updates per iteration, 200k env steps.
 

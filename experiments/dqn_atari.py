@@ -2,7 +2,7 @@
 
 Setup: Mnih et al. 2015, "Human-level control through deep reinforcement learning",
 Extended Data Table 1, as the `dqn` preset and the `atari` family of `jaxrl57/presets.py`
-(the settings are listed below): Nature CNN,
+(its settings are listed below): Nature CNN,
 centered RMSProp (lr 2.5e-4, decay 0.95, eps 0.01 for the summed loss: 0.01 / 32**2
 for the batch-mean one), batch 32, replay 1M, replay start 50k, one update every 4
 agent steps, target copy every 10k agent steps (2,500 updates), epsilon 1 -> 0.1 over
@@ -47,4 +47,4 @@ SETTINGS = {
 }
 
 if __name__ == "__main__":
-    sys.exit(run(AGENT, ENV, SETTINGS))
+    sys.exit(run(AGENT, ENV))

@@ -54,6 +54,6 @@ SETTINGS = {
 if __name__ == "__main__":
     drqn = "--drqn" in sys.argv
     sys.argv = [a for a in sys.argv if a != "--drqn"]
-    if drqn:  # same settings, the ConvLSTM network (conv_lstm_features 64)
-        sys.exit(run("drqn", "SpaceInvaders-v5", SETTINGS, smoke_args=SMOKE))
-    sys.exit(run(AGENT, ENV, SETTINGS, smoke_args=SMOKE))
+    if drqn:  # the same settings with the ConvLSTM network (conv_lstm_features 64)
+        sys.exit(run("drqn", "SpaceInvaders-v5", smoke_args=SMOKE))
+    sys.exit(run(AGENT, ENV, smoke_args=SMOKE))

@@ -2,7 +2,7 @@
 
 Setup: Hessel et al. 2018, "Rainbow: Combining Improvements in Deep Reinforcement
 Learning", Table 1, as the `rainbow` preset with the `atari` family of
-`jaxrl57/presets.py` (the settings are listed below): Nature CNN torso; C51 head (51
+`jaxrl57/presets.py` (its settings are listed below): Nature CNN torso; C51 head (51
 atoms on [-10, 10]) with dueling streams and factorised-Gaussian noisy layers (sigma0
 0.5), no epsilon-greedy; double Q action selection; 3-step returns; proportional
 prioritized replay (alpha 0.5, beta 0.4 -> 1 over the run, the KL loss as priority);
@@ -46,4 +46,4 @@ SETTINGS = {
 }
 
 if __name__ == "__main__":
-    sys.exit(run(AGENT, ENV, SETTINGS))
+    sys.exit(run(AGENT, ENV))

@@ -1,10 +1,10 @@
 """Presets as data, in one place: every named agent and every env family's defaults,
 each value next to the paper table or section it comes from.
 
-Three layers, later ones win (`jaxrl57.configs.resolve` merges them with the
+Layers, later ones win (`jaxrl57.configs.resolve` merges them, then the
 user's `--set`): the defaults of the environment family (small JAX games,
 classic control, Atari with the papers' values), the preset's flags and
-hyperparameters, then for Atari the preset's paper values. Each setting is a
+hyperparameters, then on Atari the preset's own paper values. Each setting is a
 field of the agent family's static config, traced hyperparameters or loop
 config, documented there (`jaxrl57 train AGENT --env ENV --list-settings`
 prints the merged result). Nothing here runs code: plain dicts.
@@ -141,8 +141,8 @@ DQN_ATARI_HPARAMS: dict[str, dict[str, float]] = {
                  eval_epsilon=0.001),
 }
 
-# Atari settings that fix shapes or the loop, per preset (the rest are the
-# `atari` family's, `jaxrl57.configs`). Ape-X learns on batches of 512 and its
+# Atari settings that fix shapes or the loop, per preset (the rest are
+# `DQN_FAMILY_DEFAULTS["atari"]`). Ape-X learns on batches of 512 and its
 # learner consumed about 0.8 sampled transitions per transition generated
 # (19 batches/s against ~12.5k agent steps/s, Horgan et al. 2018, sec. 4.1):
 # 64 envs with one update every 10 batch steps give 512 / 640 = 0.8.
@@ -279,8 +279,9 @@ ATARI_TRAIN_ENV: dict[str, dict[str, Any]] = {
 
 
 # The quantile presets' Atari sizes (200 quantiles; 64 x 64 IQN samples) make
-# the pairwise quantile loss the whole cost of a small task's update (QR-DQN
-# took 707 s for the default CartPole run); these keep the method, not the size.
+# the pairwise quantile loss the whole cost of a small task's update (the
+# default CartPole run took minutes; docs/results.md); these keep the method,
+# not the size.
 SMALL_TASK_PRESET_STATIC: dict[str, dict[str, Any]] = {
     "qr_dqn": dict(num_atoms=32),
     "iqn": dict(num_atoms=16, num_act_taus=8),

@@ -31,7 +31,7 @@ import numpy as np
 
 from jaxrl57 import aggregate, reporting
 from jaxrl57.evaluation import canonical_game_name, human_normalized_score
-from jaxrl57.request import ReportRequest, UsageError
+from jaxrl57.request import ReportRequest, UsageError, parse_members
 
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
@@ -103,14 +103,21 @@ def _int(value: str, where: str) -> int:
 
 
 
-def _member_overrides(run_dir: str) -> dict[int, dict[str, str]]:
-    """Each member's swept values, from `summary.json` (written after every row)."""
+def _member_overrides(run_dir: str, args: dict) -> dict[int, dict[str, str]]:
+    """Each member's swept values, from `summary.json` (written after every row); for
+    a folder without one (an unfinished run of a version that wrote it only at the
+    end), from the sweep recorded in `args.json`."""
     path = os.path.join(run_dir, "summary.json")
     try:
         with open(path) as f:
             summary = json.load(f)
     except FileNotFoundError:
-        _fail(f"{run_dir}: no summary.json (not a jaxrl57 run folder, or nothing logged yet)")
+        try:
+            _, overrides = parse_members(int(args.get("seed", 0)), int(args.get("seeds", 1)),
+                                         list(args.get("sweep") or []))
+        except (UsageError, TypeError, ValueError) as e:
+            _fail(f"{run_dir}: no summary.json, and args.json has a bad seeds or sweep ({e})")
+        return dict(enumerate(overrides))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         _fail(f"{path} is unreadable ({e})")
     try:
@@ -133,7 +140,7 @@ def load_run(run_dir: str) -> list[SeedRun]:
     if not isinstance(args, dict) or not isinstance(args.get("env"), str) \
             or not isinstance(args.get("agent"), str):
         _fail(f"{run_dir}: args.json names no agent and env (not a jaxrl57 train run)")
-    member_overrides = _member_overrides(run_dir)
+    member_overrides = _member_overrides(run_dir, args)
     settings = _settings(args.get("set"), f"{run_dir}/args.json")
     env_label = _label(args["env"], _settings(args.get("env_arg"), f"{run_dir}/args.json"))
 

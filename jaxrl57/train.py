@@ -54,6 +54,8 @@ def list_settings(args: TrainRequest) -> int:
     value, kind and doc (`configs.describe`)."""
     from jaxrl57 import envs
 
+    if args.resume:  # the run's own settings
+        args = args.resumed_from(_load_args(args.resume), args.resume)
     try:
         envs.env_spec(args.env, **args.env_kwargs)
     except envs.UnknownEnvError as e:
@@ -327,7 +329,7 @@ def _summary(args: TrainRequest, base, seeds, member_overrides, rows: list[dict]
         "rows_done": done_rows, "finished": done_rows == run_cfg.num_rows,
         "env_steps": env_steps, "total_env_steps": env_steps * K,
         "wall_s": wall, "sps": len(timed) * run_cfg.steps_per_row * K / max(train_s, 1e-9),
-        "final_eval_return": float(np.nanmean([r["eval_return"] for r in last])),
+        "final_eval_return": _mean_or_nan([r["eval_return"] for r in last]),
         "per_member": [
             {"member": m, "seed": seeds[m], "overrides": member_overrides[m],
              "final_eval_return": last[m]["eval_return"],
@@ -338,6 +340,14 @@ def _summary(args: TrainRequest, base, seeds, member_overrides, rows: list[dict]
         "envpool_config": dataclasses.asdict(base.envpool),
         "hparams": base.hparams,
     })
+
+def _mean_or_nan(values) -> float:
+    """The mean of the finite values; NaN, without a warning, when there are none (an
+    EnvPool row between evaluations)."""
+    values = np.asarray(values, np.float64)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
+
 
 def _non_finite_members(new: list[dict], params_finite, previous: list[dict] | None) -> str:
     """Which members of a row went non-finite, as text ('' if none): the loss of a

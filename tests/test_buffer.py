@@ -101,3 +101,29 @@ def test_bad_settings_are_refused_at_build_time():
         make_transition_buffer(_obs_example(False), E, CAPACITY, BATCH, n_step=0)
     with pytest.raises(ValueError, match="uint8 frames"):
         make_transition_buffer(_obs_example(False), E, CAPACITY, BATCH, frames=True)
+
+
+def test_sequence_buffer_bundle():
+    from jaxrl57.replay.buffer import make_sequence_buffer
+
+    step = dict(obs=jnp.zeros((3,)), reward=jnp.zeros(()))
+    core = jnp.zeros((2,))
+    buffer = make_sequence_buffer(step, core, E, capacity=16, seq_len=4, period=2,
+                                  batch_size=4)
+    params = ReplayParams(priority_alpha=0.9, priority_beta=0.6)
+    state = buffer.init()
+    add = jax.jit(buffer.add)
+    for t in range(8):
+        steps = dict(obs=jnp.full((E, 3), float(t)), reward=jnp.ones((E,)))
+        state = add(state, steps, jnp.full((E, 2), float(t)), params)
+    assert int(buffer.size(state)) > 0 and bool(buffer.can_sample(state, 1))
+    sample = jax.jit(buffer.sample)(state, jax.random.PRNGKey(0), params)
+    assert sample.steps["obs"].shape == (4, 4, 3) and sample.start_core_state.shape == (4, 2)
+    # A sequence starts with the core state stored before its first step.
+    np.testing.assert_array_equal(sample.start_core_state[:, 0], sample.steps["obs"][:, 0, 0])
+    priorities = jnp.arange(1.0, 5.0)
+    kept = buffer.set_priorities(state, sample.indices, priorities, params, jnp.bool_(False))
+    for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    moved = buffer.set_priorities(state, sample.indices, priorities, params, jnp.bool_(True))
+    assert float(moved.max_priority) == pytest.approx(4.0)

@@ -362,8 +362,6 @@ def _bad_folder(root, kind):
         metrics.write_text("\n".join([text[0]] + [",".join(r) for r in rows]) + "\n")
     elif kind == "binary":
         metrics.write_bytes(b"\xff\xfe\x00garbage\x00")
-    elif kind == "no_summary":
-        (path / "summary.json").unlink()
     elif kind == "bad_summary":
         (path / "summary.json").write_text('{"per_member": 3}')
     return str(path)
@@ -379,7 +377,6 @@ def _bad_folder(root, kind):
     ("no_eval_column", ["no eval_return column"]),
     ("no_eval_values", ["no eval_return"]),
     ("binary", ["metrics.csv"]),
-    ("no_summary", ["no summary.json"]),
     ("bad_summary", ["summary.json", "unreadable"]),
 ])
 def test_bad_run_folder_exits_2_with_one_line(tmp_path, capsys, kind, needles):
@@ -402,6 +399,14 @@ def test_members_swept_values_come_from_summary_json(tmp_path):
     runs = load_run(path)
     assert [r.agent for r in runs] == ["dqn learning_rate=1e-3", "dqn learning_rate=3e-4"]
     assert [r.final_return for r in runs] == [1.0, 2.0]
+
+
+def test_a_folder_without_summary_json_reads_its_members_from_args_json(tmp_path):
+    # An unfinished run of a version that wrote summary.json only at the end.
+    path = _write_run(tmp_path / "old", "Pong-v5", [(4, 1.0), (5, 2.0)])
+    os.remove(os.path.join(path, "summary.json"))
+    runs = load_run(path)
+    assert [(r.seed, r.final_return, r.agent) for r in runs] == [(4, 1.0, "dqn"), (5, 2.0, "dqn")]
 
 
 def test_bad_command_lines_exit_2(tmp_path, capsys, atari_runs):

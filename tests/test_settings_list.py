@@ -70,3 +70,16 @@ def test_list_settings_shows_the_training_env_settings(capsys):
 def test_list_settings_with_bad_input_exits_2(capsys):
     assert main(["train", "dqn", "--set", "nope=1", "--list-settings"]) == 2
     assert "unknown setting 'nope'" in capsys.readouterr().err
+
+
+def test_list_settings_of_a_run_folder_shows_the_runs_settings(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "args.json").write_text(
+        '{"command": "train", "agent": "c51", "env": "jax:Catch", "set": ["batch_size=16"]}')
+    assert main(["train", "--resume", str(run), "--list-settings"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("c51 on jax:Catch")
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()
+            if line.startswith("  ")}
+    assert rows["batch_size"] == "16" and rows["distribution"] == "c51"
