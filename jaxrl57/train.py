@@ -77,8 +77,9 @@ def run_training(args: TrainRequest, start_time: float) -> int:
     """`jaxrl57 train`: build the driver the request names, train, write the run folder."""
     if args.resume:
         args = args.resumed_from(_load_args(args.resume), args.resume)
-    seeds = [m.seed for m in args.members]
-    member_overrides = [dict(m.overrides) for m in args.members]
+    members = args.members
+    seeds = [m.seed for m in members]
+    member_overrides = [dict(m.overrides) for m in members]
     overrides = args.overrides
     env_kwargs = args.env_kwargs
 

@@ -382,7 +382,8 @@ def test_nstep_vmap_members_traced_gamma():
     gammas = jnp.array([0.5, 0.9, 0.99])
     init = jax.vmap(lambda _: nstep_init(jnp.zeros((2, 2), jnp.uint8), num_envs, n))
     state = init(jnp.arange(members))
-    assert state.obs.dtype == jnp.uint8 and state.obs.shape == (members, n, num_envs, 2, 2)
+    assert state.steps.obs.dtype == jnp.uint8
+    assert state.steps.obs.shape == (members, n, num_envs, 2, 2)
     push = jax.jit(jax.vmap(nstep_push))
     ones = jnp.ones((members, num_envs))
     o = jnp.ones((members, num_envs, 2, 2), jnp.uint8)

@@ -320,8 +320,9 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
                                     config.batch_size, n_step=config.n_step,
                                     prioritized=config.prioritized, frames=frames)
 
-    def replay_params(hp: DQNHParams, updates) -> ReplayParams:
-        beta = priority_beta(hp, updates) if config.prioritized else 1.0
+    def replay_params(hp: DQNHParams, updates=None) -> ReplayParams:
+        """The buffer's traced settings; beta (read only when sampling) needs `updates`."""
+        beta = priority_beta(hp, updates) if config.prioritized and updates is not None else 1.0
         return ReplayParams(discount=hp.discount, priority_alpha=hp.priority_alpha,
                             priority_beta=beta)
 
@@ -386,7 +387,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
 
     def observe(state: DQNState, obs, action, reward, terminated, truncated, next_obs):
         steps = EnvSteps(obs, action, reward, terminated, truncated, next_obs)
-        replay = buffer.add(state.replay, steps, replay_params(state.hparams, state.updates))
+        replay = buffer.add(state.replay, steps, replay_params(state.hparams))
         return state._replace(replay=replay, env_steps=state.env_steps + obs.shape[0])
 
     def can_update(state: DQNState):

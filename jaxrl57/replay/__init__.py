@@ -5,9 +5,8 @@ Agents use the bundles of `replay.buffer` (`make_transition_buffer`,
 `make_sequence_buffer`); the functions of the storage modules below are their parts.
 """
 
-from jaxrl57.replay.base import Transition
+from jaxrl57.replay.base import EnvSteps, Transition
 from jaxrl57.replay.buffer import (
-    EnvSteps,
     ReplayParams,
     Sample,
     SequenceBuffer,

@@ -1,4 +1,4 @@
-"""Transitions as stored in replay."""
+"""Env steps as the envs give them, and transitions as stored in replay."""
 
 from __future__ import annotations
 
@@ -18,4 +18,18 @@ class Transition(NamedTuple):
     action: jax.Array
     reward: jax.Array
     discount: jax.Array
+    next_obs: jax.Array
+
+
+class EnvSteps(NamedTuple):
+    """Steps of `E` envs (leaves `[E, ...]`, or `[n, E, ...]` for a window of n):
+    obs the action was taken in, action and reward, terminated and truncated
+    (bool), and next_obs, the true next observation (the final one where an
+    episode ended, not the reset observation)."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
     next_obs: jax.Array

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrl57.replay.base import Transition
+from jaxrl57.replay.base import EnvSteps, Transition
 from jaxrl57.replay.frames import (
     frame_add,
     frame_init,
@@ -48,19 +48,6 @@ from jaxrl57.replay.sequence import (
     sequence_update_priorities,
 )
 from jaxrl57.replay.uniform import UniformState, uniform_add, uniform_init, uniform_sample
-
-
-class EnvSteps(NamedTuple):
-    """One step of `E` envs: obs `[E, ...]` the action was taken in, action and
-    reward `[E]`, terminated and truncated bool `[E]`, and next_obs `[E, ...]`,
-    the true next observation (the final one where an episode ended)."""
-
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    terminated: jax.Array
-    truncated: jax.Array
-    next_obs: jax.Array
 
 
 class ReplayParams(NamedTuple):

@@ -67,7 +67,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl57.replay.base import Transition
+from jaxrl57.replay.base import EnvSteps, Transition
 from jaxrl57.replay.nstep import NStepState, nstep_emit
 from jaxrl57.replay.prioritized import importance_weights, proportional_indices
 from jaxrl57.replay.sum_tree import sum_tree_find, sum_tree_get, sum_tree_init, sum_tree_set
@@ -303,9 +303,10 @@ def frame_get(
     at = lambda x: x[env[None, :], rows % num_rows]
     # nstep_emit on row numbers in place of observations: it picks the
     # bootstrap row, and the frames are gathered once below.
-    window = NStepState(obs=rows, action=at(state.action), reward=at(state.reward),
-                        terminated=at(state.terminated), truncated=at(state.truncated),
-                        next_obs=rows + 1, count=jnp.asarray(n_step, jnp.int32))
+    window = NStepState(EnvSteps(obs=rows, action=at(state.action), reward=at(state.reward),
+                                 terminated=at(state.terminated),
+                                 truncated=at(state.truncated), next_obs=rows + 1),
+                        count=jnp.asarray(n_step, jnp.int32))
     steps, _ = nstep_emit(window, gamma)
     both = _stacks(state, jnp.concatenate([env, env]),
                    jnp.concatenate([steps.obs, steps.next_obs]), stack_size)

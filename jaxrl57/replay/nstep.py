@@ -22,23 +22,18 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrl57.replay.base import Transition
+from jaxrl57.replay.base import EnvSteps, Transition
 
 
 class NStepState(NamedTuple):
     """The last `n` steps of `E` environments, oldest first (index 0).
 
-    obs, next_obs: `[n, E, ...]`; action: `[n, E]` int32; reward: `[n, E]`
-    float32; terminated, truncated: `[n, E]` bool; count: int32 scalar,
-    steps pushed so far (saturates at `n`).
+    steps: `EnvSteps` with leaves `[n, E, ...]` (action int32, reward float32,
+    terminated and truncated bool); count: int32 scalar, steps pushed so far
+    (saturates at `n`).
     """
 
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    terminated: jax.Array
-    truncated: jax.Array
-    next_obs: jax.Array
+    steps: EnvSteps
     count: jax.Array
 
 
@@ -55,15 +50,15 @@ def nstep_init(example_obs: jax.Array, num_envs: int, n: int, action_dtype=jnp.i
         raise ValueError(f"n must be >= 1, got {n}")
     example_obs = jnp.asarray(example_obs)
     obs = jnp.zeros((n, num_envs) + example_obs.shape, example_obs.dtype)
-    return NStepState(
+    steps = EnvSteps(
         obs=obs,
         action=jnp.zeros((n, num_envs), action_dtype),
         reward=jnp.zeros((n, num_envs), jnp.float32),
         terminated=jnp.zeros((n, num_envs), bool),
         truncated=jnp.zeros((n, num_envs), bool),
         next_obs=obs,
-        count=jnp.zeros((), jnp.int32),
     )
+    return NStepState(steps=steps, count=jnp.zeros((), jnp.int32))
 
 
 def _shift_in(window: jax.Array, new: jax.Array) -> jax.Array:
@@ -88,16 +83,10 @@ def nstep_push(
       next_obs: `[E, ...]` the true next observation of this step (the final
         observation when the episode ended, not the reset observation).
     """
-    n = state.reward.shape[0]
-    return NStepState(
-        obs=_shift_in(state.obs, obs),
-        action=_shift_in(state.action, action),
-        reward=_shift_in(state.reward, reward),
-        terminated=_shift_in(state.terminated, terminated),
-        truncated=_shift_in(state.truncated, truncated),
-        next_obs=_shift_in(state.next_obs, next_obs),
-        count=jnp.minimum(state.count + 1, n).astype(jnp.int32),
-    )
+    n = state.steps.reward.shape[0]
+    new = EnvSteps(obs, action, reward, terminated, truncated, next_obs)
+    return NStepState(steps=EnvSteps(*map(_shift_in, state.steps, new)),
+                      count=jnp.minimum(state.count + 1, n).astype(jnp.int32))
 
 
 def nstep_emit(state: NStepState, gamma) -> tuple[Transition, jax.Array]:
@@ -109,24 +98,25 @@ def nstep_emit(state: NStepState, gamma) -> tuple[Transition, jax.Array]:
         step K-1 terminated), next_obs of step K-1.
       valid: bool scalar, False until `n` steps have been pushed.
     """
-    n = state.reward.shape[0]
+    w = state.steps
+    n = w.reward.shape[0]
     gamma = jnp.asarray(gamma, jnp.float32)
-    done = (state.terminated | state.truncated).astype(jnp.int32)  # [n, E]
+    done = (w.terminated | w.truncated).astype(jnp.int32)  # [n, E]
     # Step k is part of the return iff no earlier step in the window ended the episode.
     ended_before = jnp.cumsum(done, axis=0) - done
     included = ended_before == 0  # [n, E]; step 0 always included
     num_steps = jnp.sum(included, axis=0)  # K [E], in [1, n]
     powers = jnp.power(gamma, jnp.arange(n, dtype=jnp.float32))  # [n]
-    reward = jnp.sum(jnp.where(included, powers[:, None] * state.reward, 0.0), axis=0)
+    reward = jnp.sum(jnp.where(included, powers[:, None] * w.reward, 0.0), axis=0)
     last = num_steps - 1  # [E]
-    env = jnp.arange(state.reward.shape[1])
-    terminated_last = state.terminated[last, env]
+    env = jnp.arange(w.reward.shape[1])
+    terminated_last = w.terminated[last, env]
     discount = jnp.where(terminated_last, 0.0, jnp.power(gamma, num_steps.astype(jnp.float32)))
     transition = Transition(
-        obs=state.obs[0],
-        action=state.action[0],
+        obs=w.obs[0],
+        action=w.action[0],
         reward=reward.astype(jnp.float32),
         discount=discount.astype(jnp.float32),
-        next_obs=state.next_obs[last, env],
+        next_obs=w.next_obs[last, env],
     )
     return transition, state.count >= n
