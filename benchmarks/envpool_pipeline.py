@@ -109,14 +109,15 @@ def bench_acting_host(env_id, num_envs, threads, steps, torso, hidden) -> dict:
     jax.block_until_ready(item[0])
     dt = time.perf_counter() - t0
     # The policy alone on one batch: the part of a batch's time no loop can avoid.
-    view = driver._view(driver.state["agent"])
-    obs = item[0][0]
+    view = driver._view_copy(driver.state["agent"])
+    (steps, actor), _ = item
+    obs = steps.obs
     act = driver._act_view
-    jax.block_until_ready(act(view, obs, jax.random.PRNGKey(1)[None], 0))
+    jax.block_until_ready(act(view, actor, obs, jax.random.PRNGKey(1)[None], 0))
     t_policy = []
     for i in range(50):
         t1 = time.perf_counter()
-        jax.block_until_ready(act(view, obs, jax.random.PRNGKey(1)[None], i))
+        jax.block_until_ready(act(view, actor, obs, jax.random.PRNGKey(1)[None], i))
         t_policy.append(time.perf_counter() - t1)
     driver.close()
     return {"loop": "host", "torso": torso, "hidden_sizes": hidden,
@@ -134,14 +135,15 @@ def bench_acting_xla(env_id, num_envs, threads, steps, torso, hidden, batch_size
 
     driver = _acting_driver(env_id, batch_size, threads, torso, hidden)
     agent = driver.agent
-    view = jax.tree.map(lambda x: x[0], driver._view(driver.state["agent"]))
+    view = jax.tree.map(lambda x: x[0], driver._view_copy(driver.state["agent"]))
     driver.close()
     pool = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, batch_size=batch_size,
                         num_threads=threads, seed=0, **envpool_kwargs(env_id, train=True))
     fns = envpool_xla.xla_functions(pool)
 
     def act(t, obs, env_id, key):
-        actions, _ = agent.act(view, obs, jax.random.fold_in(key, t))
+        # A DQN-family actor: no state of its own.
+        actions, _ = agent.actor.act(view, (), obs, jax.random.fold_in(key, t))
         return actions, t + 1, key
 
     def program(handle, key, num_batches):

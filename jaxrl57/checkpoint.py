@@ -239,8 +239,8 @@ def _check_like(path: str, manifest: dict, like: Any) -> tuple[list, Any]:
             or any(jax.tree_util.keystr(k) != e["path"]
                    for (k, _), e in zip(path_leaves, stored, strict=True))):
         raise CheckpointError(f"checkpoint {path} was written by a different configuration, "
-                              f"or by an older jaxrl57 whose agent state had another layout "
-                              f"(DQN-family runs before the replay bundles); start a new run")
+                              f"or by an older jaxrl57 whose state had another layout (runs "
+                              f"before the actor/learner split); start a new run")
     for (k, x), e in zip(path_leaves, stored, strict=True):
         key_impl = None
         if _is_key(x):

@@ -27,17 +27,19 @@ def test_each_env_explores_with_its_ladder_epsilon():
     state = agent.init(jax.random.PRNGKey(0), DQNHParams.create(apex_epsilon=0.9,
                                                                  apex_alpha=1.5))
     obs = jax.random.uniform(jax.random.PRNGKey(1), (E, *SPEC.obs_shape))
-    greedy = agent.act_eval(state._replace(hparams=state.hparams.replace(
-        eval_epsilon=jnp.float32(0.0))), obs, jax.random.PRNGKey(2))
+    greedy, _ = agent.eval_actor.act(agent.view(state._replace(hparams=state.hparams.replace(
+        eval_epsilon=jnp.float32(0.0)))), (), obs, jax.random.PRNGKey(2))
     keys = jax.random.split(jax.random.PRNGKey(3), draws)
-    actions = jax.jit(jax.vmap(lambda k: agent.act(state, obs, k)[0]))(keys)
+    actions = jax.jit(jax.vmap(lambda k: agent.actor.act(agent.view(state), (), obs, k)[0]))(
+        keys)
     off_greedy = np.mean(np.asarray(actions) != np.asarray(greedy)[None], axis=0)
     eps = np.asarray(exploration.apex_epsilons(E, 0.9, 1.5))
     np.testing.assert_allclose(eps, 0.9 ** (1 + 1.5 * np.arange(E) / (E - 1)), rtol=1e-6)
     np.testing.assert_allclose(off_greedy, eps * (A - 1) / A, atol=0.03)
     # The ladder does not anneal: the same rates after many env steps.
     late = state._replace(env_steps=jnp.int32(10**7))
-    late_actions = jax.jit(jax.vmap(lambda k: agent.act(late, obs, k)[0]))(keys)
+    late_actions = jax.jit(jax.vmap(lambda k: agent.actor.act(agent.view(late), (), obs, k)[0]))(
+        keys)
     np.testing.assert_array_equal(np.asarray(late_actions), np.asarray(actions))
 
 

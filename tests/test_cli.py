@@ -185,11 +185,11 @@ def test_corrupt_checkpoint(tiny_run, tmp_path, capsys):
 
 def test_mismatched_checkpoint(tiny_run, tmp_path, capsys):
     # The state a run with other hidden sizes writes (same driver, no training needed).
-    from jaxrl57.runners.driver import JaxDriver
+    from jaxrl57.build import make_driver
 
     other = configs.resolve("dqn", "jax:Catch", {"num_rows": "2", "learning_starts": "200",
                                                  "hidden_sizes": "32,32"}, steps=2000)
-    driver = JaxDriver("jax:Catch", other, [other.hparams], [0])
+    driver = make_driver("jax:Catch", other, [other.hparams], [0])
     run = str(tmp_path / "run")
     shutil.copytree(tiny_run, run)
     checkpoint.save(os.path.join(run, "checkpoint.jaxrl57"), driver.get_state(),

@@ -22,13 +22,13 @@ from jaxrl57.runners.devices import expose_host_cores
 expose_host_cores(2)
 import jax, numpy as np
 from jaxrl57 import configs
-from jaxrl57.runners.driver import JaxDriver
+from jaxrl57.build import make_driver
 
 s = configs.resolve("dqn", "jax:Catch", {"num_rows": "2", "learning_starts": "100"},
                     steps=800)
-one = JaxDriver("jax:Catch", s, [s.hparams], [0])
-two = JaxDriver("jax:Catch", s, [s.hparams] * 2, [0, 1])
-three = JaxDriver("jax:Catch", s, [s.hparams] * 3, [0, 1, 2])
+one = make_driver("jax:Catch", s, [s.hparams], [0])
+two = make_driver("jax:Catch", s, [s.hparams] * 2, [0, 1])
+three = make_driver("jax:Catch", s, [s.hparams] * 3, [0, 1, 2])
 out = {"devices": len(jax.devices()),
        "devices_used": {k: len(d.state.obs.sharding.device_set)
                         for k, d in (("1", one), ("2", two), ("3", three))},

@@ -13,6 +13,7 @@ import rlax
 
 from jaxrl57 import configs, envs, losses
 from jaxrl57.agents.dqn import DQNConfig, DQNHParams, make_dqn
+from jaxrl57.replay.base import EnvSteps
 from jaxrl57.presets import DQN_PRESETS
 
 E = 4
@@ -44,7 +45,7 @@ def _filled(agent, hp, seed=1, n=16):
     state = jax.jit(agent.init)(jax.random.PRNGKey(0), hp)
 
     def body(s, t):
-        return agent.observe(s, *t), None
+        return agent.observe(s, EnvSteps(*t)), None
 
     tr = (rng.uniform(size=(n, E, *SPEC.obs_shape)).astype(np.float32),
           rng.integers(0, SPEC.num_actions, (n, E)).astype(np.int32),
@@ -59,8 +60,8 @@ def test_variant_acts_and_updates_under_jit(name):
     state, obs = _filled(agent, _hp())
     chex.clear_trace_counter()
     update = jax.jit(chex.assert_max_traces(agent.update, n=1))
-    act = jax.jit(chex.assert_max_traces(agent.act, n=1))
-    actions, _ = act(state, obs, jax.random.PRNGKey(1))
+    act = jax.jit(chex.assert_max_traces(lambda *a: agent.actor.act(*a), n=1))
+    actions, _ = act(agent.view(state), (), obs, jax.random.PRNGKey(1))
     assert actions.shape == (E,) and actions.dtype == jnp.int32
     new, metrics = update(state, jax.random.PRNGKey(2))
     new, metrics = update(new, jax.random.PRNGKey(3))
@@ -82,7 +83,8 @@ def test_population_of_seeds_is_one_vmap(name):
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     states = jax.jit(jax.vmap(agent.init))(keys, hp)
     obs = jnp.zeros((3, E, *SPEC.obs_shape))
-    actions, _ = jax.jit(jax.vmap(agent.act))(states, obs, keys)
+    actions, _ = jax.jit(jax.vmap(lambda s, o, k: agent.actor.act(agent.view(s), (), o, k)))(
+        states, obs, keys)
     assert actions.shape == (3, E)
     # Seeds give different initialisations (biases start at zero, kernels do not).
     assert any(not np.allclose(leaf[0], leaf[1]) for leaf in jax.tree.leaves(states.params))
@@ -114,8 +116,8 @@ def test_noisy_acting_explores_by_noise_and_evaluates_with_mean_weights():
     obs = jnp.asarray(np.random.default_rng(0).uniform(size=(64, *SPEC.obs_shape)),
                       jnp.float32)
     agent64 = make_dqn(DQNConfig(**{**SMALL, "noisy": True}), SPEC, 64)
-    act = jax.jit(agent64.act)
-    act_eval = jax.jit(agent64.act_eval)
+    act = jax.jit(lambda s, o, k: agent64.actor.act(agent64.view(s), (), o, k))
+    act_eval = jax.jit(lambda s, o, k: agent64.eval_actor.act(agent64.view(s), (), o, k)[0])
     # Greedy in the noisy values, whatever epsilon says (epsilon is 1 here):
     # different noise keys give different actions on some observations ...
     runs = np.stack([np.asarray(act(state, obs, jax.random.PRNGKey(i))[0]) for i in range(8)])

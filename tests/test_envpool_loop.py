@@ -10,7 +10,7 @@ from jaxrl57 import configs
 pytest.importorskip("envpool")
 pytestmark = pytest.mark.envpool
 
-from jaxrl57.runners.envpool_loop import EnvPoolDriver  # noqa: E402
+from jaxrl57.build import make_driver  # noqa: E402
 
 # Two rows of 4 envs x 64 iterations; learning starts in row 2.
 SMALL = {"num_envs": "4", "num_rows": "2", "total_steps": "512", "eval_episodes": "2",
@@ -20,7 +20,7 @@ SMALL = {"num_envs": "4", "num_rows": "2", "total_steps": "512", "eval_episodes"
 
 def _driver(seeds, hparams=None):
     s = configs.resolve("dqn", "CartPole-v1", SMALL)
-    return EnvPoolDriver("CartPole-v1", s, hparams or [s.hparams] * len(seeds), seeds)
+    return make_driver("CartPole-v1", s, hparams or [s.hparams] * len(seeds), seeds)
 
 
 def test_members_fold_into_one_pool_and_rows_are_per_member():
@@ -76,7 +76,7 @@ def test_scanned_updates_match_one_call_per_update():
     for scan in ("0", "1"):
         s = configs.resolve("dqn", "CartPole-v1", dict(SMALL, scan_updates=scan,
                                                        updates_per_train="3"))
-        d = EnvPoolDriver("CartPole-v1", s, [s.hparams], [5])
+        d = make_driver("CartPole-v1", s, [s.hparams], [5])
         out.append([d.run_row()[0] for _ in range(2)][-1])
     loop, scanned = out
     assert scanned["updates"] == loop["updates"] > 0

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.envpool,
 
 from jaxrl57.envs import envpool_xla  # noqa: E402
 from jaxrl57.envs.envpool_env import make_envpool  # noqa: E402
-from jaxrl57.runners.envpool_loop import EnvPoolDriver  # noqa: E402
+from jaxrl57.build import make_driver  # noqa: E402
 from jaxrl57.runners.evaluation import first_episode_returns  # noqa: E402
 
 
@@ -90,7 +90,7 @@ def _eval_driver(agent, env_id, seeds, loop, **extra):
             "replay_capacity": "2000", "learning_starts": "500", "hidden_sizes": "16",
             **extra}
     s = configs.resolve(agent, env_id, base, steps=2000)
-    return EnvPoolDriver(env_id, s, [s.hparams] * len(seeds), seeds)
+    return make_driver(env_id, s, [s.hparams] * len(seeds), seeds)
 
 
 @pytest.mark.parametrize("agent,env_id,seeds,extra", [

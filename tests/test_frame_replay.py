@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from jaxrl57.replay import nstep_emit, nstep_init, nstep_push
+from jaxrl57.replay.base import EnvSteps
 from jaxrl57.replay.frames import (
     frame_add,
     frame_bytes_per_transition,
@@ -269,7 +270,7 @@ def test_dqn_agent_with_frame_replay(overrides):
     observe = jax.jit(chex.assert_max_traces(agent.observe, n=1))
     update = jax.jit(chex.assert_max_traces(agent.update, n=1))
     for t in range(30):
-        state = observe(state, *(jnp.asarray(stream[k][t]) for k in keys))
+        state = observe(state, EnvSteps(*(jnp.asarray(stream[k][t]) for k in keys)))
         state, metrics = update(state, jax.random.PRNGKey(t))
         assert float(metrics["updated"]) == float(agent.can_update(state))
     assert int(state.env_steps) == 60 and bool(agent.can_update(state))

@@ -28,9 +28,9 @@ def _settings(steps: int, **overrides):
 
 def _driver(s, seed=0):
     pytest.importorskip("envpool")
-    from jaxrl57.runners.pipeline import PipelineDriver
+    from jaxrl57.build import make_driver
 
-    return PipelineDriver("CartPole-v1", s, [s.hparams], [seed])
+    return make_driver("CartPole-v1", s, [s.hparams], [seed])
 
 
 def _actor_threads():

@@ -26,6 +26,7 @@ from jaxrl57.agents.dqn import (
 )
 from jaxrl57.networks import QNetwork, make_q_network
 from jaxrl57.replay import frame_init
+from jaxrl57.replay.base import EnvSteps
 from jaxrl57.runners.on_device import make_train
 
 ATARI = "Pong-v5"
@@ -145,8 +146,8 @@ def test_target_moves_every_target_period_times_agent_steps_per_update():
     for phase in range(12):
         for _ in range(4):
             obs = rng.uniform(size=(1, *CATCH.obs_shape)).astype(np.float32)
-            state = observe(state, obs, np.array([1], np.int32), np.ones(1, np.float32),
-                            np.zeros(1, bool), np.zeros(1, bool), obs)
+            state = observe(state, EnvSteps(obs, np.array([1], np.int32), np.ones(1, np.float32),
+                                            np.zeros(1, bool), np.zeros(1, bool), obs))
         old_target = state.target_params
         state, _ = update(state, jax.random.PRNGKey(phase))
         moved = not all(np.array_equal(a, b) for a, b in zip(
@@ -285,8 +286,8 @@ def test_c51_prioritized_agent_writes_kl_priorities():
     obs = np.full((4, *CATCH.obs_shape), 0.5, np.float32)
     observe = jax.jit(agent.observe)
     for _ in range(4):
-        state = observe(state, obs, np.zeros(4, np.int32), np.full(4, 0.25, np.float32),
-                        np.ones(4, bool), np.zeros(4, bool), obs)
+        state = observe(state, EnvSteps(obs, np.zeros(4, np.int32), np.full(4, 0.25, np.float32),
+                                        np.ones(4, bool), np.zeros(4, bool), obs))
     network = make_q_network(CATCH.num_actions, CATCH.obs_shape, hidden_sizes=(8,),
                              distribution="c51", num_atoms=5)
     log_p = np.log(_np_softmax(np.asarray(network.apply(state.params, obs[:1]))[0, 0]))
@@ -334,9 +335,9 @@ def test_agent_explores_fully_until_the_decay_starts():
     obs = jnp.zeros((512, *CATCH.obs_shape))
     greedy = int(jnp.argmax(make_q_network(CATCH.num_actions, CATCH.obs_shape,
                                            hidden_sizes=(8,)).apply(state.params, obs[:1])[0]))
-    act = jax.jit(agent.act)
-    at = lambda steps: np.asarray(act(state._replace(env_steps=jnp.int32(steps)), obs,
-                                      jax.random.PRNGKey(steps))[0])
+    act = jax.jit(agent.actor.act)
+    at = lambda steps: np.asarray(act(agent.view(state._replace(env_steps=jnp.int32(steps))),
+                                      (), obs, jax.random.PRNGKey(steps))[0])
     # Epsilon 1 at step 1,000 (uniform actions: about 2/3 not greedy) ...
     assert 0.55 < np.mean(at(1_000) != greedy) < 0.78
     # ... and 0 from step 1,100 on.

@@ -16,6 +16,7 @@ import pytest
 from jaxrl57 import configs, envs
 from jaxrl57.agents.r2d2 import R2D2Config, R2D2HParams, make_network, make_r2d2, make_sequence_loss
 from jaxrl57.envs.base import EnvSpec
+from jaxrl57.replay.base import EnvSteps
 
 SPEC = envs.make_env("jax:MemoryChain").spec  # obs [4], 2 actions
 # Sequences of 6 steps (no burn-in, 5 trained, 1 bootstrap), one every 5 pushes.
@@ -26,10 +27,27 @@ GAMMA = 0.9
 
 @functools.cache
 def _agent():
-    """The 2-env agent of CFG with its jitted act, observe and sequence loss."""
+    """The 2-env agent of CFG with its jitted act, observe (of learner and actor,
+    as the runners call them) and sequence loss."""
     agent = make_r2d2(CFG, SPEC, 2)
     loss_fn = jax.jit(make_sequence_loss(make_network(CFG, SPEC), CFG))
-    return agent, jax.jit(agent.act), jax.jit(agent.observe), loss_fn
+
+    def act(learner, actor, obs, key):
+        return agent.actor.act(agent.view(learner), actor, obs, key)
+
+    def observe(learner, actor, steps):
+        return (agent.observe(learner, steps, actor),
+                agent.actor.observe(actor, steps.action, steps.reward,
+                                    steps.terminated | steps.truncated))
+
+    return agent, jax.jit(act), jax.jit(observe), loss_fn
+
+
+def _start(seed):
+    """The learner of the 2-env agent, with its actor's initial state."""
+    agent = _agent()[0]
+    learner = agent.init(jax.random.PRNGKey(seed), _hp())
+    return learner, agent.actor.init(agent.view(learner), 2)
 
 
 def _h(x, eps=1e-3):
@@ -41,26 +59,27 @@ def _h_inv(x, eps=1e-3):
                           / (2.0 * eps)) ** 2 - 1.0)
 
 
-def _feed(state, num_steps, *, ends, seed=0):
+def _feed(state, actor, num_steps, *, ends, seed=0):
     """Drives `act`/`observe` by hand for E = 2 envs: random observations, actions and
-    rewards; `ends[t] = (terminated [2], truncated [2])` where an episode ends."""
+    rewards; `ends[t] = (terminated [2], truncated [2])` where an episode ends.
+    Returns the learner state, the actor state and a log of the steps."""
     rng = np.random.default_rng(seed)
     _, act, observe, _ = _agent()
     obs = rng.normal(size=(2, 4)).astype(np.float32)
     log = []
     for t in range(num_steps):
-        actions, state = act(state, obs, jax.random.PRNGKey(t))
+        actions, actor = act(state, actor, obs, jax.random.PRNGKey(t))
         reward = rng.normal(size=2).astype(np.float32)
         term, trunc = ends.get(t, (np.zeros(2, bool), np.zeros(2, bool)))
         next_obs = rng.normal(size=(2, 4)).astype(np.float32)
         log.append(dict(obs=obs, action=np.asarray(actions), reward=reward, next_obs=next_obs,
-                        next_carry=state.next_carry))
-        state = observe(state, obs, actions, reward, jnp.asarray(term), jnp.asarray(trunc),
-                        next_obs)
+                        next_carry=actor.next_carry))
+        state, actor = observe(state, actor, EnvSteps(obs, actions, reward, jnp.asarray(term),
+                                                      jnp.asarray(trunc), next_obs))
         done = np.asarray(term) | np.asarray(trunc)
         # What the env hands the actor next: a new episode's first observation.
         obs = np.where(done[:, None], rng.normal(size=(2, 4)), next_obs).astype(np.float32)
-    return state, log
+    return state, actor, log
 
 
 def _hp():
@@ -73,9 +92,8 @@ def test_truncation_bootstraps_from_the_final_observation_and_termination_does_n
     2-step targets of steps 1 and 2 of env 0 end in the value of the final
     observation (h^-1 of its double-Q target value); env 1's end in nothing."""
     agent, _, _, loss_fn = _agent()
-    state = agent.init(jax.random.PRNGKey(0), _hp())
     ends = {2: (np.array([False, True]), np.array([True, False]))}
-    state, log = _feed(state, 5, ends=ends)
+    state, _, log = _feed(*_start(0), 5, ends=ends)
     replay = state.replay
     assert int(replay.size) == 2  # one 6-step sequence per env
     steps = jax.tree.map(lambda x: np.asarray(x[:2]), replay.steps)  # [B = env, T]
@@ -120,15 +138,14 @@ def test_episode_start_feeds_zero_action_reward_and_state():
     """After an episode end the actor acts from the zero state with no previous
     action or reward, and the replay stores exactly that for the learner."""
     agent, act, _, _ = _agent()
-    state = agent.init(jax.random.PRNGKey(1), _hp())
     ends = {3: (np.array([True, False]), np.array([False, True]))}
     # Actions of 1 and nonzero rewards before the end, so zeros are not a coincidence.
-    state, log = _feed(state, 4, ends=ends, seed=3)
+    state, actor, log = _feed(*_start(1), 4, ends=ends, seed=3)
     assert all(np.abs(entry["reward"]).min() > 0 for entry in log)
     # Pushes per env: steps 0-3 and the final observation, then the new episode's
     # steps 0-5: sequences of pushes 1-6 (the new episode starts at its last step)
     # and 6-11 (it starts at the new episode's first step).
-    _, mid = act(state, np.ones((2, 4), np.float32), jax.random.PRNGKey(9))
+    _, mid = act(state, actor, np.ones((2, 4), np.float32), jax.random.PRNGKey(9))
     assert np.all(np.asarray(mid.reset))
     np.testing.assert_array_equal(mid.prev_action, [0, 0])
     np.testing.assert_array_equal(mid.prev_reward, [0.0, 0.0])
@@ -137,7 +154,7 @@ def test_episode_start_feeds_zero_action_reward_and_state():
     for leaf in jax.tree.leaves(log[3]["next_carry"]):
         assert np.all(np.abs(np.asarray(leaf)) > 0)  # the state was not zero before
 
-    state, _ = _feed(state, 6, ends={}, seed=4)
+    state, _, _ = _feed(state, actor, 6, ends={}, seed=4)
     steps = jax.tree.map(np.asarray, state.replay.steps)
     size = int(state.replay.size)
     assert size == 4
@@ -153,15 +170,14 @@ def test_episode_start_feeds_zero_action_reward_and_state():
             np.testing.assert_array_equal(np.asarray(leaf)[i], 0.0)
 
     # Evaluation: the episode's end zeroes what the next step is fed.
-    actor = agent.eval_actor.init(state, 2)
+    actor = agent.eval_actor.init(agent.view(state), 2)
     actor = agent.eval_actor.observe(
-        (jax.tree.map(jnp.ones_like, actor[0]),) + actor[1:], jnp.array([1, 1]),
-        jnp.array([2.0, -1.0]), jnp.array([True, False]))
-    carry, prev_action, prev_reward, reset = actor
-    np.testing.assert_array_equal(prev_action, [0, 1])
-    np.testing.assert_array_equal(prev_reward, [0.0, -1.0])
-    np.testing.assert_array_equal(reset, [True, False])
-    for leaf in jax.tree.leaves(carry):
+        actor._replace(next_carry=jax.tree.map(jnp.ones_like, actor.next_carry)),
+        jnp.array([1, 1]), jnp.array([2.0, -1.0]), jnp.array([True, False]))
+    np.testing.assert_array_equal(actor.prev_action, [0, 1])
+    np.testing.assert_array_equal(actor.prev_reward, [0.0, -1.0])
+    np.testing.assert_array_equal(actor.reset, [True, False])
+    for leaf in jax.tree.leaves(actor.carry):
         np.testing.assert_array_equal(np.asarray(leaf)[0], 0.0)
         np.testing.assert_array_equal(np.asarray(leaf)[1], 1.0)
 
@@ -193,8 +209,8 @@ def test_atari_preset_trains_80_steps_after_40_burn_in():
     state = agent.init(jax.random.PRNGKey(0), R2D2HParams.create())
 
     def loss_of_obs(obs):
-        return loss_fn(state.params, state.params, dict(steps, obs=obs), state.carry, None,
-                       state.hparams)
+        return loss_fn(state.params, state.params, dict(steps, obs=obs),
+                       agent.actor.init(agent.view(state), B).carry, None, state.hparams)
 
     (_, aux), g = jax.jit(jax.value_and_grad(loss_of_obs, has_aux=True))(steps["obs"])
     trained = np.flatnonzero(np.any(np.asarray(g)[:, 0] != 0.0, axis=-1))
@@ -229,7 +245,7 @@ def test_envpool_driver_gives_the_training_envs_the_agents_settings(monkeypatch)
     """The EnvPool runner builds its training pool with the family's settings under
     the user's --env-arg (the pool itself is not built: the check stops there)."""
     from jaxrl57.envs import envpool_env
-    from jaxrl57.runners.envpool_loop import EnvPoolDriver
+    from jaxrl57.build import make_driver
 
     calls = []
 
@@ -245,6 +261,6 @@ def test_envpool_driver_gives_the_training_envs_the_agents_settings(monkeypatch)
                                   ("dqn", {"reward_clip": False}, True)):
         s = configs.resolve(agent, "Breakout-v5", {})
         with pytest.raises(Built):
-            EnvPoolDriver("Breakout-v5", s, [s.hparams], [0], env_kwargs=user)
+            make_driver("Breakout-v5", s, [s.hparams], [0], env_kwargs=user)
         assert calls[-1]["train"] is True and calls[-1]["episodic_life"] is expected
         assert calls[-1]["reward_clip"] is user.get("reward_clip", expected)

@@ -11,7 +11,8 @@ import pytest
 
 from jaxrl57 import configs, envs
 from jaxrl57.agents.r2d2 import R2D2Config, R2D2HParams, make_network, make_r2d2, make_sequence_loss
-from jaxrl57.runners.driver import JaxDriver
+from jaxrl57.replay.base import EnvSteps
+from jaxrl57.build import make_driver
 
 E = 4
 SPEC = envs.make_env("jax:MemoryChain").spec  # obs [4], 2 actions, 11-step episodes
@@ -33,18 +34,21 @@ def _run_actor(agent, state, num_steps, seed=0):
     env = envs.make_env("jax:MemoryChain")
     key = jax.random.PRNGKey(seed)
     env_state, obs = jax.vmap(env.reset)(jax.random.split(key, E))
-    act, observe = jax.jit(agent.act), jax.jit(agent.observe)
+    view, act, observe = jax.jit(agent.view), jax.jit(agent.actor.act), jax.jit(agent.observe)
+    actor_observe = jax.jit(agent.actor.observe)
     step, reset = jax.jit(jax.vmap(env.step)), jax.jit(jax.vmap(env.reset))
+    actor = agent.actor.init(view(state), E)
     carries, resets, next_carries = [], [], []
     for _ in range(num_steps):
         key, k1, k2, k3 = jax.random.split(key, 4)
-        carries.append(state.carry)
-        resets.append(np.asarray(state.reset))
-        actions, state = act(state, obs, k1)
-        next_carries.append(state.next_carry)
+        carries.append(actor.carry)
+        resets.append(np.asarray(actor.reset))
+        actions, actor = act(view(state), actor, obs, k1)
+        next_carries.append(actor.next_carry)
         env_state, next_obs, reward, term, trunc = step(jax.random.split(k2, E), env_state,
                                                         actions)
-        state = observe(state, obs, actions, reward, term, trunc, next_obs)
+        state = observe(state, EnvSteps(obs, actions, reward, term, trunc, next_obs), actor)
+        actor = actor_observe(actor, actions, reward, term | trunc)
         done = np.asarray(term | trunc)
         new_state, new_obs = reset(jax.random.split(k3, E))
         env_state = jax.tree.map(lambda n, o, d=done: _where(d, n, o), new_state, env_state)
@@ -121,7 +125,7 @@ def test_burn_in_leaves_no_gradient_in_the_burn_in_part():
     agent = make_r2d2(cfg, SPEC, B)
     state = agent.init(jax.random.PRNGKey(0), _hp())
     carry = jax.tree.map(lambda c: jnp.asarray(rng.normal(size=c.shape), jnp.float32),
-                         state.carry)
+                         agent.actor.init(agent.view(state), B).carry)
 
     def loss_of_obs(obs):
         return loss_fn(state.params, state.params, dict(steps, obs=obs), carry, None,
@@ -143,8 +147,11 @@ def test_population_of_learning_rates_is_one_vmap():
     hp = jax.tree.map(lambda *x: jnp.stack(x), _hp(learning_rate=1e-4), _hp(learning_rate=1e-2))
     states = jax.jit(jax.vmap(agent.init))(jax.random.split(jax.random.PRNGKey(0), 2), hp)
     obs = jnp.zeros((2, E, 4))
-    actions, states = jax.jit(jax.vmap(agent.act))(states, obs,
-                                                  jax.random.split(jax.random.PRNGKey(1), 2))
+    def act(learner, obs, key):
+        view = agent.view(learner)
+        return agent.actor.act(view, agent.actor.init(view, E), obs, key)
+
+    actions, _ = jax.jit(jax.vmap(act))(states, obs, jax.random.split(jax.random.PRNGKey(1), 2))
     assert actions.shape == (2, E)
     np.testing.assert_allclose(states.hparams.learning_rate, [1e-4, 1e-2], rtol=1e-6)
 
@@ -175,7 +182,7 @@ def test_r2d2_remembers_the_cue_where_dqn_cannot():
     for agent in ("r2d2", "dqn"):
         s = configs.resolve(agent, "jax:MemoryChain", {"num_rows": "2", "eval_episodes": "100"},
                             steps=16_000)
-        driver = JaxDriver("jax:MemoryChain", s, [s.hparams] * len(seeds), seeds)
+        driver = make_driver("jax:MemoryChain", s, [s.hparams] * len(seeds), seeds)
         rows = [driver.run_row() for _ in range(2)]
         results[agent] = np.array([r["eval_return"] for r in rows[-1]])
     assert (results["r2d2"] >= 0.9).sum() >= 3, results

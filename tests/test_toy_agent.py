@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from jaxrl57 import envs, exploration
-from jaxrl57.agents.base import Agent
+from jaxrl57.agents.base import Agent, stateless_actor
 from jaxrl57.networks import make_q_network
 from jaxrl57.replay.buffer import EnvSteps, ReplayParams, make_transition_buffer
 from jaxrl57.runners.config import RunConfig
@@ -54,15 +54,17 @@ def make_expected_sarsa(spec, num_envs: int, hidden=(64, 64), capacity=20_000, b
         return SarsaState(params, params, opt(hp).init(params), buffer.init(),
                           jnp.int32(0), hp)
 
-    def act(state, obs, key):
-        q = net.apply(state.params, obs)
-        return exploration.epsilon_greedy(key, q, state.hparams.epsilon), state
+    def view(state):  # what the actors read
+        return state.params, state.hparams.epsilon
 
-    def act_eval(state, obs, key):
-        return jnp.argmax(net.apply(state.params, obs), axis=-1)
+    def policy(view, obs, key):
+        params, epsilon = view
+        return exploration.epsilon_greedy(key, net.apply(params, obs), epsilon)
 
-    def observe(state, obs, action, reward, terminated, truncated, next_obs):
-        steps = EnvSteps(obs, action, reward, terminated, truncated, next_obs)
+    def greedy(view, obs, key):
+        return jnp.argmax(net.apply(view[0], obs), axis=-1)
+
+    def observe(state, steps: EnvSteps, actor_state):
         params = ReplayParams(discount=state.hparams.discount)
         return state._replace(replay=buffer.add(state.replay, steps, params))
 
@@ -92,7 +94,8 @@ def make_expected_sarsa(spec, num_envs: int, hidden=(64, 64), capacity=20_000, b
         return keep(new, state), {"loss": jnp.where(ready, loss, 0.0),
                                   "updated": ready.astype(jnp.float32)}
 
-    return Agent(init=init, act=act, act_eval=act_eval, observe=observe, update=update,
+    return Agent(init=init, view=view, actor=stateless_actor(policy),
+                 eval_actor=stateless_actor(greedy), observe=observe, update=update,
                  can_update=can_update, metric_names=("loss", "updated"))
 
 

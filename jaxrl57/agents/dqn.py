@@ -39,7 +39,8 @@ once per env (`replay.frames`: 1M Atari transitions in about 7 GB instead of
 56) and computes the n-step returns with the same formula when sampling.
 Both feed the same loss with the same batch layout.
 
-The agent follows `jaxrl57.agents.base.Agent`. Shapes are fixed by the
+The agent follows `jaxrl57.agents.base.Agent`: a stateless actor (epsilon-greedy,
+or greedy in the noisy values) on the published view, and the learner below. Shapes are fixed by the
 static `DQNConfig`; every numeric setting that does not change a shape is a
 traced array in `DQNHParams`, so `jax.vmap(agent.init)(keys, hparams)`
 gives a population whose members differ in learning rate, discount, ...
@@ -65,7 +66,13 @@ import numpy as np
 import optax
 
 from jaxrl57 import exploration, losses
-from jaxrl57.agents.base import Agent, annealed_learning_rate, hparams_from_values
+from jaxrl57.agents.base import (
+    ActorView,
+    Agent,
+    annealed_learning_rate,
+    hparams_from_values,
+    stateless_actor,
+)
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.networks import make_q_network
 from jaxrl57.networks.distributional import expected_q, sample_taus
@@ -360,35 +367,32 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
             params=params, target_params=params, opt_state=opt_state, replay=buffer.init(),
             env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32), hparams=hp)
 
-    def epsilon(state: DQNState):
+    def view(state: DQNState) -> ActorView:
+        return ActorView(params=state.params, hparams=state.hparams, env_steps=state.env_steps)
+
+    def epsilon(view: ActorView):
         """The exploration epsilon: a scalar, or [num_envs] with the ladder."""
-        hp = state.hparams
+        hp = view.hparams
         if config.epsilon_ladder:
             return exploration.apex_epsilons(num_envs, hp.apex_epsilon, hp.apex_alpha)
-        return exploration.linear_epsilon(state.env_steps, hp.epsilon_start, hp.epsilon_end,
+        return exploration.linear_epsilon(view.env_steps, hp.epsilon_start, hp.epsilon_end,
                                           hp.epsilon_decay_steps, hp.epsilon_decay_start)
 
-    def act(state: DQNState, obs, key):
+    def policy(view: ActorView, obs, key):
         q_key, key = jax.random.split(key)
-        q = q_values(state.params, obs, q_key, state.hparams)
+        q = q_values(view.params, obs, q_key, view.hparams)
         if config.noisy:  # the noise explores (Fortunato et al. 2018, Algorithm 1)
-            return jnp.argmax(q, axis=-1).astype(jnp.int32), state
-        return exploration.epsilon_greedy(key, q, epsilon(state)), state
+            return jnp.argmax(q, axis=-1).astype(jnp.int32)
+        return exploration.epsilon_greedy(key, q, epsilon(view))
 
-    def actor_view(state: DQNState) -> DQNState:
-        # `act` reads params, hparams and env_steps (epsilon); the rest is the
-        # learner's, and the replay is most of the memory of a run.
-        return state._replace(target_params=None, opt_state=None, replay=None)
-
-    def act_eval(state: DQNState, obs, key):
+    def eval_policy(view: ActorView, obs, key):
         q_key, key = jax.random.split(key)
-        q = q_values(state.params, obs, q_key, state.hparams, deterministic=True)
-        return exploration.epsilon_greedy(key, q, state.hparams.eval_epsilon)
+        q = q_values(view.params, obs, q_key, view.hparams, deterministic=True)
+        return exploration.epsilon_greedy(key, q, view.hparams.eval_epsilon)
 
-    def observe(state: DQNState, obs, action, reward, terminated, truncated, next_obs):
-        steps = EnvSteps(obs, action, reward, terminated, truncated, next_obs)
+    def observe(state: DQNState, steps: EnvSteps, actor_state=()):
         replay = buffer.add(state.replay, steps, replay_params(state.hparams))
-        return state._replace(replay=replay, env_steps=state.env_steps + obs.shape[0])
+        return state._replace(replay=replay, env_steps=state.env_steps + steps.obs.shape[0])
 
     def can_update(state: DQNState):
         return buffer.can_sample(state.replay, state.hparams.learning_starts)
@@ -483,7 +487,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec, num_envs: int) -> Agent:
             updates=jnp.where(ready, num_updates, state.updates))
         return new_state, metrics
 
-    return Agent(init=init, act=act, act_eval=act_eval, observe=observe, update=update,
+    return Agent(init=init, view=view, actor=stateless_actor(policy),
+                 eval_actor=stateless_actor(eval_policy), observe=observe, update=update,
                  can_update=can_update,
-                 metric_names=("loss", "q_mean", "td_abs", "grad_norm", "updated"),
-                 actor_view=actor_view)
+                 metric_names=("loss", "q_mean", "td_abs", "grad_norm", "updated"))

@@ -31,7 +31,9 @@ the final step's reward), so a time limit is not learned as an episode end.
 The episode that follows starts from the zero recurrent state with zero
 previous action and reward.
 
-Evaluation carries its own recurrent state through `eval_actor`.
+The actor's state (`RecurrentActorState`) is the core state with the previous
+action and reward per env; the evaluation actor is the same with
+`eval_epsilon`, its state per evaluation episode.
 """
 
 from __future__ import annotations
@@ -47,11 +49,17 @@ import optax
 import rlax
 
 from jaxrl57 import exploration, losses
-from jaxrl57.agents.base import Agent, EvalActor, annealed_learning_rate, hparams_from_values
+from jaxrl57.agents.base import (
+    Actor,
+    ActorView,
+    Agent,
+    annealed_learning_rate,
+    hparams_from_values,
+)
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.networks.recurrent import RecurrentQNetwork, initial_carry
 from jaxrl57.networks.torsos import ConvTorso, MLPTorso
-from jaxrl57.replay.buffer import ReplayParams, make_sequence_buffer
+from jaxrl57.replay.buffer import EnvSteps, ReplayParams, make_sequence_buffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,18 +184,26 @@ DEFAULT_HPARAMS: dict[str, float] = dict(
 
 
 class R2D2State(NamedTuple):
+    """The learner's state."""
+
     params: Any
     target_params: Any
     opt_state: Any
     replay: Any
-    carry: Any  # [E, ...] actor state before the current observation
-    next_carry: Any  # [E, ...] after acting on it (set by `act`)
-    prev_action: jax.Array  # [E] int32
-    prev_reward: jax.Array  # [E]
-    reset: jax.Array  # [E] bool: the current observation begins an episode
     env_steps: jax.Array
     updates: jax.Array
     hparams: R2D2HParams
+
+
+class RecurrentActorState(NamedTuple):
+    """An actor's state per env (leaves [E, ...]): what the network is fed with
+    the current observation, and the core state its step reached."""
+
+    carry: Any  # core state before the current observation
+    next_carry: Any  # after acting on it (set by `act`)
+    prev_action: jax.Array  # int32
+    prev_reward: jax.Array
+    reset: jax.Array  # bool: the current observation begins an episode
 
 
 def make_network(config: R2D2Config, spec: EnvSpec) -> RecurrentQNetwork:
@@ -301,72 +317,61 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
 
     def init(key, hp: R2D2HParams) -> R2D2State:
         params = init_params(key)
-        carry = initial_carry(network, params, obs_example, E)
         return R2D2State(
             params=params, target_params=params, opt_state=make_optimizer(hp).init(params),
-            replay=buffer.init(), carry=carry, next_carry=carry,
-            prev_action=jnp.zeros(E, jnp.int32), prev_reward=jnp.zeros(E),
-            reset=jnp.ones(E, bool), env_steps=jnp.zeros((), jnp.int32),
+            replay=buffer.init(), env_steps=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32), hparams=hp)
 
-    def act(state: R2D2State, obs, key):
-        hp = state.hparams
-        q, next_carry = step_once(state.params, state.carry, obs, state.prev_action,
-                                  state.prev_reward, state.reset)
-        epsilons = exploration.apex_epsilons(E, hp.epsilon, hp.epsilon_alpha)
-        return exploration.epsilon_greedy(key, q, epsilons), state._replace(
-            next_carry=next_carry)
+    def view(state: R2D2State) -> ActorView:
+        return ActorView(params=state.params, hparams=state.hparams, env_steps=state.env_steps)
 
-    def act_eval(state: R2D2State, obs, key):
-        """Memoryless evaluation policy (a zero state every step); runners use
-        `eval_actor`, which carries the state through the episode."""
-        n = obs.shape[0]
-        carry = initial_carry(network, state.params, obs_example, n)
-        q, _ = step_once(state.params, carry, obs, jnp.zeros(n, jnp.int32), jnp.zeros(n),
-                         jnp.ones(n, bool))
-        return exploration.epsilon_greedy(key, q, state.hparams.eval_epsilon)
+    def actor_init(view: ActorView, n: int) -> RecurrentActorState:
+        carry = initial_carry(network, view.params, obs_example, n)
+        return RecurrentActorState(carry=carry, next_carry=carry,
+                                   prev_action=jnp.zeros(n, jnp.int32),
+                                   prev_reward=jnp.zeros(n), reset=jnp.ones(n, bool))
 
-    def eval_init(state: R2D2State, n: int):
-        return (initial_carry(network, state.params, obs_example, n),
-                jnp.zeros(n, jnp.int32), jnp.zeros(n), jnp.ones(n, bool))
+    def make_act(evaluation: bool):
+        def act(view: ActorView, actor: RecurrentActorState, obs, key):
+            hp = view.hparams
+            q, next_carry = step_once(view.params, actor.carry, obs, actor.prev_action,
+                                      actor.prev_reward, actor.reset)
+            epsilons = (hp.eval_epsilon if evaluation else
+                        exploration.apex_epsilons(obs.shape[0], hp.epsilon, hp.epsilon_alpha))
+            return (exploration.epsilon_greedy(key, q, epsilons),
+                    actor._replace(next_carry=next_carry))
 
-    def eval_act(state: R2D2State, actor, obs, key):
-        carry, prev_action, prev_reward, reset = actor
-        q, carry = step_once(state.params, carry, obs, prev_action, prev_reward, reset)
-        actions = exploration.epsilon_greedy(key, q, state.hparams.eval_epsilon)
-        return actions, (carry, prev_action, prev_reward, reset)
+        return act
 
-    def episode_start(ended, carry, action, reward):
-        """What the next step is fed: the zero state, no previous action or reward
-        where an episode ended (acme's actor does the same)."""
-        zero = lambda x: jnp.where(ended.reshape(ended.shape + (1,) * (x.ndim - 1)),  # noqa: E731
+    def actor_observe(actor: RecurrentActorState, action, reward, done):
+        """What the next step is fed: the state `act` reached, or the zero state
+        and no previous action or reward where an episode ended (acme's actor
+        does the same)."""
+        zero = lambda x: jnp.where(done.reshape(done.shape + (1,) * (x.ndim - 1)),  # noqa: E731
                                    jnp.zeros_like(x), x)
-        return jax.tree.map(zero, carry), zero(action), zero(reward)
+        return actor._replace(carry=jax.tree.map(zero, actor.next_carry),
+                              prev_action=zero(action.astype(jnp.int32)),
+                              prev_reward=zero(reward.astype(jnp.float32)), reset=done)
 
-    def eval_observe(actor, action, reward, done):
-        return (*episode_start(done, actor[0], action.astype(jnp.int32),
-                               reward.astype(jnp.float32)), done)
-
-    def observe(state: R2D2State, obs, action, reward, terminated, truncated, next_obs):
-        ended = terminated | truncated
-        action, reward = action.astype(jnp.int32), reward.astype(jnp.float32)
+    def observe(state: R2D2State, steps: EnvSteps, actor: RecurrentActorState):
+        """Stores the step of every env, with the state `actor` acted from, and the
+        final observation of the envs whose episode ended."""
+        ended = steps.terminated | steps.truncated
+        action, reward = steps.action.astype(jnp.int32), steps.reward.astype(jnp.float32)
         no = jnp.zeros(E, bool)
-        step = dict(obs=obs, action=action, reward=reward,
-                    discount=1.0 - terminated.astype(jnp.float32), mask=jnp.ones(E),
-                    reset=state.reset, final=no, prev_action=state.prev_action,
-                    prev_reward=state.prev_reward)
+        step = dict(obs=steps.obs, action=action, reward=reward,
+                    discount=1.0 - steps.terminated.astype(jnp.float32), mask=jnp.ones(E),
+                    reset=actor.reset, final=no, prev_action=actor.prev_action,
+                    prev_reward=actor.prev_reward)
         params = replay_params(state.hparams)
-        replay = buffer.add(state.replay, step, state.carry, params)
+        replay = buffer.add(state.replay, step, actor.carry, params)
         # The final observation, for the envs whose episode ended: a step of its own,
         # after the state the actor reached on the last step.
-        final = dict(obs=next_obs.astype(obs.dtype), action=jnp.zeros_like(action),
+        final = dict(obs=steps.next_obs.astype(steps.obs.dtype), action=jnp.zeros_like(action),
                      reward=jnp.zeros_like(reward), discount=jnp.zeros(E), mask=jnp.zeros(E),
                      reset=no, final=jnp.ones(E, bool), prev_action=action, prev_reward=reward)
-        replay = buffer.add(replay, final, state.next_carry, params, active=ended)
-        carry, prev_action, prev_reward = episode_start(ended, state.next_carry, action, reward)
-        return state._replace(
-            replay=replay, carry=carry, prev_action=prev_action, prev_reward=prev_reward,
-            reset=ended, env_steps=state.env_steps + obs.shape[0])
+        replay = buffer.add(replay, final, actor.next_carry, params, active=ended)
+        return state._replace(replay=replay, env_steps=state.env_steps + steps.obs.shape[0])
 
     def can_update(state: R2D2State):
         return buffer.can_sample(state.replay, state.hparams.learning_starts)
@@ -402,8 +407,8 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
             opt_state=keep(opt_state, state.opt_state), replay=replay,
             updates=jnp.where(ready, num_updates, state.updates)), metrics
 
-    return Agent(init=init, act=act, act_eval=act_eval, observe=observe, update=update,
-                 can_update=can_update,
-                 metric_names=("loss", "q_mean", "td_abs", "grad_norm", "updated"),
-                 eval_actor=EvalActor(init=eval_init, act=eval_act, observe=eval_observe),
-                 recurrent=True)
+    return Agent(init=init, view=view,
+                 actor=Actor(init=actor_init, act=make_act(False), observe=actor_observe),
+                 eval_actor=Actor(init=actor_init, act=make_act(True), observe=actor_observe),
+                 observe=observe, update=update, can_update=can_update,
+                 metric_names=("loss", "q_mean", "td_abs", "grad_norm", "updated"))

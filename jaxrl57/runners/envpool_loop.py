@@ -20,9 +20,9 @@ env (`eval_episodes` per member), through `runners.evaluation`: on a CPU
 backend one jitted program that steps the pool through EnvPool's XLA
 interface, else (`eval_loop="python"`) the same episodes from a host loop.
 
-Resume: the agent states, RNG keys and counters are checkpointed; EnvPool's
-C++ state cannot be, so a resumed run starts fresh episodes (not bit-exact,
-unlike the on-device runner).
+Resume: the learner states, RNG keys and counters are checkpointed;
+EnvPool's C++ state cannot be, so a resumed run starts fresh episodes, with
+fresh actor states (not bit-exact, unlike the on-device runner).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl57.replay.base import EnvSteps
 from jaxrl57.runners import evaluation
 from jaxrl57.runners.config import EnvPoolConfig, RunConfig
 from jaxrl57.runners.devices import over_members
@@ -65,27 +66,29 @@ class EnvPoolDriver:
         hp = jax.tree.map(jnp.asarray, stack_hparams(member_hparams, family.hparams_cls))
         self.state = {"agent": jax.jit(jax.vmap(agent.init))(keys[:, 0], hp),
                       "key": keys[:, 1], "row": jnp.zeros((), jnp.int32)}
+        # The actors' state is not checkpointed: it belongs to the episodes under
+        # way, and a resumed run starts fresh ones.
         split3 = jax.vmap(lambda k: jax.random.split(k, 3))
         # `jax.vmap` over the members, or member 0 alone when K == 1 (cheaper).
         self._per_member = members = functools.partial(over_members, num_members=K)
-        if agent.recurrent:
-            # Recurrent actors change the state in `act`; donating it lets XLA
-            # write the result into the input's buffers.
-            def act(state, obs, key):
-                keys = split3(key)
-                actions, state = members(agent.act)(state, obs, keys[:, 1])
-                return actions, state, keys[:, 0], keys[:, 2]
+        # What actors read: the evaluation program's loop-invariant operand, and
+        # the async actor's parameters. Jitted: applied eagerly, the member
+        # slicing would copy the whole learner state.
+        self._view = jax.jit(members(agent.view))
+        self._actor_init = jax.jit(members(lambda view: agent.actor.init(view, M)))
+        self.actor = self._actor_init(self._view(self.state["agent"]))
 
-            self._act_state = jax.jit(act, donate_argnums=0)
-        else:
-            # Only the actions leave the jitted call: returning the agent state
-            # as well makes XLA copy it, replay included, every step.
-            # DQN-family `act` leaves the state unchanged.
-            def act(state, obs, key):
-                keys = split3(key)
-                return members(agent.act)(state, obs, keys[:, 1])[0], keys[:, 0], keys[:, 2]
+        def act(learner, actor, obs, key):
+            # Only the actions and the actor's state leave the jitted call:
+            # returning the learner state as well would make XLA copy it, replay
+            # included, every step.
+            keys = split3(key)
+            actions, actor = members(
+                lambda l, a, o, k: agent.actor.act(agent.view(l), a, o, k))(
+                    learner, actor, obs, keys[:, 1])
+            return actions, actor, keys[:, 0], keys[:, 2]
 
-            self._act = jax.jit(act)
+        self._act = jax.jit(act, donate_argnums=1)
         self._eval_actor = evaluation.member_actor(agent, members)
         actor = self._eval_actor
         self._eval_actor_jit = evaluation.MemberActor(
@@ -93,13 +96,20 @@ class EnvPoolDriver:
             observe=jax.jit(actor.observe))
         # The XLA-interface evaluation program, built on first use.
         self._eval_program = None
-        # What acting reads, without the replay, where the agent has an
-        # `actor_view`: the evaluation program's loop-invariant operand, and the
-        # async actor's parameters. Jitted: applied eagerly, the member slicing
-        # would copy the whole state.
-        self._actor_view = (jax.jit(members(agent.actor_view))
-                            if agent.actor_view is not None else None)
-        self._observe = jax.jit(members(agent.observe), donate_argnums=0)
+
+        def learner_observe(learner, steps, actor):
+            return members(agent.observe)(learner, steps, actor)
+
+        def actor_observe(actor, steps):
+            return members(agent.actor.observe)(actor, steps.action, steps.reward,
+                                                steps.terminated | steps.truncated)
+
+        def observe(learner, actor, steps):
+            return learner_observe(learner, steps, actor), actor_observe(actor, steps)
+
+        self._learner_observe = jax.jit(learner_observe, donate_argnums=0)
+        self._actor_observe = jax.jit(actor_observe)
+        self._observe = jax.jit(observe, donate_argnums=(0, 1))
         # One jitted update per call, looped from Python (the default), or a
         # phase's updates as one `lax.scan` (`scan_updates`). XLA:CPU runs
         # convolutions inside a while loop far slower than outside one
@@ -147,21 +157,18 @@ class EnvPoolDriver:
 
     def run_row(self) -> list[dict]:
         run = self.run
-        agent_state, key = self.state["agent"], self.state["key"]
+        agent_state, actor, key = self.state["agent"], self.actor, self.state["key"]
         row = int(self.state["row"])
         metric_log = []  # device arrays; read once at the end of the row
         for i in range(run.iterations_per_row):
             obs = self._members(self.obs)
-            if self.agent.recurrent:
-                actions, agent_state, key, train_key = self._act_state(agent_state, obs, key)
-            else:
-                actions, key, train_key = self._act(agent_state, obs, key)
+            actions, actor, key, train_key = self._act(agent_state, actor, obs, key)
             actions = np.asarray(actions)
             out = self.envs.step(actions.reshape((-1,) + actions.shape[2:]))
-            agent_state = self._observe(
-                agent_state, obs, actions, self._members(out.reward),
-                self._members(out.terminated), self._members(out.truncated),
-                self._members(out.final_obs))
+            m = self._members
+            steps = EnvSteps(obs, actions, m(out.reward), m(out.terminated), m(out.truncated),
+                             m(out.final_obs))
+            agent_state, actor = self._observe(agent_state, actor, steps)
             self.obs = out.obs
             if (row * run.iterations_per_row + i) % run.train_every == 0 and self._is_warm(
                     agent_state):
@@ -169,6 +176,7 @@ class EnvPoolDriver:
         key, eval_key = self._split2(key)
         row += 1
         self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
+        self.actor = actor
         return self._row_results(row, self.envs.pop_episode_stats(), metric_log, eval_key)
 
     def _row_results(self, row: int, stats, metric_log: list, eval_key) -> list[dict]:
@@ -206,17 +214,15 @@ class EnvPoolDriver:
         (`eval_loop` auto or xla), else the host loop."""
         horizon = evaluation.eval_horizon(self.eval_envs.spec.max_episode_steps,
                                           self.run.eval_max_steps)
-        agent_state = self.state["agent"]
+        view = self._view(self.state["agent"])
         loop = self.pool_config.eval_loop
         if loop == "xla" or (loop == "auto" and jax.default_backend() == "cpu"):
             if self._eval_program is None:
                 self._eval_program = evaluation.make_xla_evaluate(
                     self.eval_envs.pool, self._eval_actor, self._split2, self.num_members,
                     self.run.eval_episodes, horizon)
-            if self._actor_view is not None:  # the replay stays out of the program
-                agent_state = self._actor_view(agent_state)
-            return self._eval_program(agent_state, key)
-        return evaluation.host_evaluate(self.eval_envs, self._eval_actor_jit, agent_state, key,
+            return self._eval_program(view, key)
+        return evaluation.host_evaluate(self.eval_envs, self._eval_actor_jit, view, key,
                                         self._split2, self.num_members, horizon)
 
     def all_finite(self) -> np.ndarray:
@@ -231,4 +237,5 @@ class EnvPoolDriver:
 
     def set_state(self, state) -> None:
         self.state = jax.tree.map(jnp.asarray, state)
+        self.actor = self._actor_init(self._view(self.state["agent"]))
         self._warm = False

@@ -1,8 +1,8 @@
 """Evaluation episodes, for every runner: one protocol, three loops.
 
 The protocol: each of `num_episodes` envs plays ONE episode with the agent's
-evaluation actor (`Agent.evaluation_actor()`: greedy up to `eval_epsilon`,
-with its own per-env state for recurrent agents), cut after the horizon
+evaluation actor (`Agent.eval_actor`: greedy up to `eval_epsilon`, with its
+own state per episode), acting on the learner's view, cut after the horizon
 (`eval_horizon`); the score is the mean undiscounted return. EnvPool's
 evaluation envs play whole games with unclipped rewards (`envs.envpool_env`).
 
@@ -41,19 +41,20 @@ def eval_horizon(max_episode_steps: int, max_steps: int = 0) -> int:
 
 
 def make_scan_evaluate(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: int = 0):
-    """`evaluate(agent_state, key) -> mean return` of `num_episodes` episodes of a JAX
-    env, as one `lax.scan` of the horizon's length (finished episodes are masked)."""
+    """`evaluate(view, key) -> mean return` of `num_episodes` episodes of a JAX env
+    (`view`: `agent.view` of the learner state), as one `lax.scan` of the
+    horizon's length (finished episodes are masked)."""
     horizon = eval_horizon(env.spec.max_episode_steps, max_steps)
-    actor = agent.evaluation_actor()
+    actor = agent.eval_actor
 
-    def evaluate(agent_state, key):
+    def evaluate(view, key):
         reset_key, key = jax.random.split(key)
         env_state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
 
         def body(carry, _):
             env_state, obs, actor_state, returns, alive, key = carry
             key, act_key, step_key = jax.random.split(key, 3)
-            actions, actor_state = actor.act(agent_state, actor_state, obs, act_key)
+            actions, actor_state = actor.act(view, actor_state, obs, act_key)
             env_state, obs, reward, term, trunc = jax.vmap(env.step)(
                 jax.random.split(step_key, num_episodes), env_state, actions)
             actor_state = actor.observe(actor_state, actions, reward, term | trunc)
@@ -61,7 +62,7 @@ def make_scan_evaluate(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: 
             alive = alive & ~(term | trunc)
             return (env_state, obs, actor_state, returns, alive, key), None
 
-        init = (env_state, obs, actor.init(agent_state, num_episodes),
+        init = (env_state, obs, actor.init(view, num_episodes),
                 jnp.zeros(num_episodes), jnp.ones(num_episodes, bool), key)
         (_, _, _, returns, _, _), _ = jax.lax.scan(body, init, length=horizon)
         return jnp.mean(returns)
@@ -71,7 +72,7 @@ def make_scan_evaluate(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: 
 
 class MemberActor(NamedTuple):
     """The evaluation actor mapped over K members (`runners.devices.over_members`):
-    `init(agent_states, n)`, `act(agent_states, actor_states, obs [K, n, ...],
+    `init(views, n)`, `act(views, actor_states, obs [K, n, ...],
     keys [K, 2])` and `observe(actor_states, actions, reward, done)` with `[K, n]`
     leaves."""
 
@@ -83,7 +84,7 @@ class MemberActor(NamedTuple):
 def member_actor(agent: Agent, per_member: Callable) -> MemberActor:
     """`agent`'s evaluation actor over the member axis; `per_member(fn, in_axes=0)`
     maps a single-member function over it."""
-    actor = agent.evaluation_actor()
+    actor = agent.eval_actor
     return MemberActor(init=per_member(actor.init, in_axes=(0, None)),
                        act=per_member(actor.act), observe=per_member(actor.observe))
 
@@ -92,7 +93,7 @@ def _by_member(num_members: int, x):
     return x.reshape((num_members, -1) + x.shape[1:])
 
 
-def host_evaluate(envs, actor: MemberActor, agent_state, key, split2: Callable,
+def host_evaluate(envs, actor: MemberActor, view, key, split2: Callable,
                   num_members: int, horizon: int) -> np.ndarray:
     """Per member `[K]`, the mean first-episode return of its envs, stepping the
     EnvPool adapter `envs` (K * n envs, freshly reset) from Python.
@@ -102,11 +103,11 @@ def host_evaluate(envs, actor: MemberActor, agent_state, key, split2: Callable,
     obs = envs.reset()
     returns = np.zeros(envs.num_envs)
     alive = np.ones(envs.num_envs, bool)
-    actor_state = actor.init(agent_state, envs.num_envs // num_members)
+    actor_state = actor.init(view, envs.num_envs // num_members)
     for _ in range(horizon):
         key, act_key = split2(key)
-        actions, actor_state = actor.act(agent_state, actor_state,
-                                         _by_member(num_members, obs), act_key)
+        actions, actor_state = actor.act(view, actor_state, _by_member(num_members, obs),
+                                         act_key)
         actions = np.asarray(actions)
         out = envs.step(actions.reshape((-1,) + actions.shape[2:]))
         done = out.terminated | out.truncated
@@ -165,20 +166,18 @@ def first_episode_returns(fns, handle, act, observe, actor, key, horizon: int):
 def make_xla_evaluate(pool, actor: MemberActor, split2: Callable, num_members: int,
                       num_episodes: int, horizon: int) -> Callable[[Any, jax.Array], np.ndarray]:
     """`host_evaluate` as one jitted program over the sync-mode EnvPool `pool`
-    (K * n envs, n = `num_episodes`): `evaluate(agent_state, key) -> [K]` mean
-    first-episode returns,
-    with the same keys, actions and episodes as the host loop. `actor` holds the
-    unjitted member-mapped functions; `agent_state` need only hold what acting
-    reads."""
+    (K * n envs, n = `num_episodes`): `evaluate(views, key) -> [K]` mean
+    first-episode returns, with the same keys, actions and episodes as the host
+    loop. `actor` holds the unjitted member-mapped functions."""
     from jaxrl57.envs import envpool_xla
 
     fns = envpool_xla.xla_functions(pool)
     by_member = lambda x: _by_member(num_members, x)  # noqa: E731
 
-    def program(handle, agent_state, key):
+    def program(handle, view, key):
         def act(actor_state, obs, key):
             key, act_key = split2(key)
-            actions, actor_state = actor.act(agent_state, actor_state, by_member(obs), act_key)
+            actions, actor_state = actor.act(view, actor_state, by_member(obs), act_key)
             return actions.reshape((-1,) + actions.shape[2:]), actor_state, key
 
         def observe(actor_state, actions, reward, done):
@@ -186,14 +185,14 @@ def make_xla_evaluate(pool, actor: MemberActor, split2: Callable, num_members: i
                                  by_member(done))
 
         handle, returns, _ = first_episode_returns(
-            fns, handle, act, observe, actor.init(agent_state, num_episodes), key, horizon)
+            fns, handle, act, observe, actor.init(view, num_episodes), key, horizon)
         return handle, by_member(returns).mean(axis=1)
 
     compiled = jax.jit(program)
 
-    def evaluate(agent_state, key) -> np.ndarray:
+    def evaluate(view, key) -> np.ndarray:
         envpool_xla.reset(pool)
-        _, returns = compiled(fns.handle, agent_state, key)
+        _, returns = compiled(fns.handle, view, key)
         return np.asarray(returns, np.float64)
 
     return evaluate

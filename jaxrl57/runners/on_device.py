@@ -29,12 +29,14 @@ import jax.numpy as jnp
 
 from jaxrl57.agents.base import Agent
 from jaxrl57.envs.base import JaxEnv
+from jaxrl57.replay.base import EnvSteps
 from jaxrl57.runners.config import RunConfig
 from jaxrl57.runners.evaluation import make_scan_evaluate
 
 
 class RunnerState(NamedTuple):
-    agent: Any
+    agent: Any  # the learner's state
+    actor: Any  # the actor's state, per env
     env_state: Any
     obs: jax.Array
     key: jax.Array
@@ -63,8 +65,10 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
     def init(key, hparams) -> RunnerState:
         agent_key, env_key, key = jax.random.split(key, 3)
         env_state, obs = jax.vmap(env.reset)(jax.random.split(env_key, E))
+        learner = agent.init(agent_key, hparams)
         return RunnerState(
-            agent=agent.init(agent_key, hparams), env_state=env_state, obs=obs, key=key,
+            agent=learner, actor=agent.actor.init(agent.view(learner), E),
+            env_state=env_state, obs=obs, key=key,
             episode_return=jnp.zeros(E), episode_length=jnp.zeros(E, jnp.int32),
             row=jnp.zeros((), jnp.int32))
 
@@ -74,12 +78,14 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
     def env_step(carry, _):
         state, stats = carry
         key, act_key, step_key, reset_key = jax.random.split(state.key, 4)
-        actions, agent_state = agent.act(state.agent, state.obs, act_key)
+        actions, actor = agent.actor.act(agent.view(state.agent), state.actor, state.obs,
+                                         act_key)
         env_state, next_obs, reward, term, trunc = jax.vmap(env.step)(
             jax.random.split(step_key, E), state.env_state, actions)
-        agent_state = agent.observe(agent_state, state.obs, actions, reward, term, trunc,
-                                    next_obs)
+        learner = agent.observe(state.agent,
+                                EnvSteps(state.obs, actions, reward, term, trunc, next_obs), actor)
         done = term | trunc
+        actor = agent.actor.observe(actor, actions, reward, done)
         reset_state, reset_obs = jax.vmap(env.reset)(jax.random.split(reset_key, E))
         ep_return = state.episode_return + reward
         ep_length = state.episode_length + 1
@@ -89,7 +95,7 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
             length_sum=stats["length_sum"] + jnp.sum(jnp.where(done, ep_length, 0)),
             episodes=stats["episodes"] + jnp.sum(done))
         state = state._replace(
-            agent=agent_state, env_state=_where_done(done, reset_state, env_state),
+            agent=learner, actor=actor, env_state=_where_done(done, reset_state, env_state),
             obs=_where_done(done, reset_obs, next_obs), key=key,
             episode_return=jnp.where(done, 0.0, ep_return),
             episode_length=jnp.where(done, 0, ep_length))
@@ -121,7 +127,7 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
         key, eval_key = jax.random.split(state.key)
         state = state._replace(key=key, row=state.row + 1)
         # Every row is evaluated (a cond here would carry the whole agent state).
-        eval_return = evaluate(state.agent, eval_key)
+        eval_return = evaluate(agent.view(state.agent), eval_key)
         episodes = stats["episodes"]
         safe = jnp.maximum(episodes, 1)
         row = {

@@ -9,10 +9,12 @@ queue, writes them into replay with `agent.observe` and runs the updates they ar
 The two overlap: while the learner's update runs on the accelerator (JAX releases the
 GIL while it executes), the actor acts and steps the next batches.
 
-Ownership. The agent state holds the replay, so only the learner owns it. The actor
-acts on a copy of `agent.actor_view(state)` (what `act` reads: params, hyperparameters,
-env-step counter; no replay) that the learner publishes every `actor_refresh` batches
-it consumes. The copy is a new buffer (a jitted `jnp.copy`), so the learner can keep
+Ownership. The learner state holds the replay, so only the learner owns it. The actor
+thread owns the actor state (per env: a recurrent agent's core state and previous
+action and reward) and acts on a copy of `agent.view(learner state)` (params,
+hyperparameters, env-step counter; no replay) that the learner publishes every
+`actor_refresh` batches it consumes. Each batch carries the actor state `act`
+returned with it, which the learner's `observe` stores what it needs from. The copy is a new buffer (a jitted `jnp.copy`), so the learner can keep
 donating its state to `update` while the actor still reads the old parameters. The
 agent's functions are those of the other runners; only who calls them, and when,
 changes.
@@ -74,6 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl57.envs.envpool_env import EpisodeStats
+from jaxrl57.replay.base import EnvSteps
 from jaxrl57.runners.envpool_loop import EnvPoolDriver
 
 _POLL_S = 0.05  # how often a blocked thread looks at the other thread's health
@@ -117,20 +120,19 @@ class PipelineDriver(EnvPoolDriver):
     def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int],
                  env_kwargs: dict | None = None):
         super().__init__(env_id, settings, member_hparams, seeds, env_kwargs)
-        if self.agent.recurrent or self.agent.actor_view is None:
-            raise ValueError("the async pipeline needs a feed-forward agent with an "
-                             "`actor_view` (DQN family); use pipeline=sync")
         if self.num_members != 1:
             raise ValueError("the async pipeline trains one member; use pipeline=sync for "
                              "--seeds/--sweep")
         agent = self.agent
         # A copy, not a view: the learner donates its state to `update`.
         # Arrays carry the driver's leading member axis (of size 1 here).
-        self._view = jax.jit(lambda s: jax.tree.map(jnp.copy, self._actor_view(s)))
+        view = self._view
+        self._view_copy = jax.jit(lambda s: jax.tree.map(jnp.copy, view(s)))
 
-        def act(view, obs, key, t):
-            return self._per_member(lambda v, o, k: agent.act(v, o, jax.random.fold_in(k, t))[0])(
-                view, obs, key)
+        def act(view, actor, obs, key, t):
+            return self._per_member(
+                lambda v, a, o, k: agent.actor.act(v, a, o, jax.random.fold_in(k, t)))(
+                    view, actor, obs, key)
 
         self._act_view = jax.jit(act)
         self._queue: queue.Queue = queue.Queue(maxsize=self.pool_config.queue_size)
@@ -148,7 +150,7 @@ class PipelineDriver(EnvPoolDriver):
         self._stop.clear()
         self._error = None
         self._queue = queue.Queue(maxsize=self.pool_config.queue_size)
-        self._params = _ParamStore(self._view(self.state["agent"]))
+        self._params = _ParamStore(self._view_copy(self.state["agent"]))
         self._consumed = 0
         # Apart from the learner's stream.
         actor_key = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EB))(self.state["key"])
@@ -175,23 +177,24 @@ class PipelineDriver(EnvPoolDriver):
 
     def actor_batches(self, key, follow_learner: bool = True):
         """The actor's loop as a generator (fresh episodes): one item per step of all
-        envs, `((obs, actions, reward, terminated, truncated, final_obs), EpisodeStats)`,
-        the arrays on the device. Acts on batch `t` with the parameters of learner batch
+        envs, `((EnvSteps, actor state as `act` returned it), EpisodeStats)`, the arrays
+        on the device. Acts on batch `t` with the parameters of learner batch
         `t - actor_lag` (waiting for them), or, without `follow_learner`, always with
         those the actor started with (acting alone, as a benchmark does)."""
         envs = self.envs
         if self._params is None:
-            self._params = _ParamStore(self._view(self.state["agent"]))
+            self._params = _ParamStore(self._view_copy(self.state["agent"]))
         lag, every = self.pool_config.actor_lag, self.pool_config.actor_refresh
         obs = jax.device_put(self._members(envs.reset()))
         envs.pop_episode_stats()
+        actor = self._actor_init(self._params.get(0, self._stop))
         t = 0
         while True:
             version = 0 if t < lag or not follow_learner else (t - lag) // every * every
             params = self._params.get(version, self._stop)
             if params is None:  # stopped while waiting for the learner
                 return
-            actions = self._act_view(params, obs, key, t)
+            actions, actor = self._act_view(params, actor, obs, key, t)
             host_actions = np.asarray(actions)
             out = envs.step(host_actions.reshape((-1,) + host_actions.shape[2:]))
             m = self._members
@@ -201,8 +204,9 @@ class PipelineDriver(EnvPoolDriver):
                          else jax.device_put(m(out.final_obs)))
             reward, terminated, truncated = jax.device_put(
                 (m(out.reward), m(out.terminated), m(out.truncated)))
-            yield ((obs, actions, reward, terminated, truncated, final_obs),
-                   envs.pop_episode_stats())
+            steps = EnvSteps(obs, actions, reward, terminated, truncated, final_obs)
+            yield (steps, actor), envs.pop_episode_stats()
+            actor = self._actor_observe(actor, steps)
             obs = next_obs
             t += 1
 
@@ -244,10 +248,10 @@ class PipelineDriver(EnvPoolDriver):
         metric_log = []
         all_stats = []
         for i in range(run.iterations_per_row):
-            batch, stats = self._next_batch()
+            (steps, actor), stats = self._next_batch()
             all_stats.append(stats)
             key, train_key = self._split2(key)
-            agent_state = self._observe(agent_state, *batch)
+            agent_state = self._learner_observe(agent_state, steps, actor)
             if (row * run.iterations_per_row + i) % run.train_every == 0:
                 if self._is_warm(agent_state):
                     agent_state = self._train_phase(agent_state, train_key, metric_log)
@@ -258,7 +262,7 @@ class PipelineDriver(EnvPoolDriver):
             if self._consumed % refresh == 0:
                 # The actor's next batches need this version or later ones.
                 oldest = max(self._consumed - self.pool_config.actor_lag, 0)
-                self._params.publish(self._consumed, self._view(agent_state),
+                self._params.publish(self._consumed, self._view_copy(agent_state),
                                      oldest // refresh * refresh)
         key, eval_key = self._split2(key)
         row += 1
