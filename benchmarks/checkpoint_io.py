@@ -128,10 +128,10 @@ def _size(path: str) -> int:
 
 
 def small_state(repeats: int, folder: str, formats) -> dict:
-    from jaxrl57.runners.driver import JaxDriver
+    from jaxrl57.build import make_driver
 
     settings = configs.resolve("dqn", "jax:CartPole-v1", {})
-    driver = JaxDriver("jax:CartPole-v1", settings, [settings.hparams], [0])
+    driver = make_driver("jax:CartPole-v1", settings, [settings.hparams], [0])
     state = driver.get_state()
     out = {"leaves": len(jax.tree.leaves(state)),
            "mb": sum(x.nbytes for x in jax.tree.leaves(state)) / 1e6}

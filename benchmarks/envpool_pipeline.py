@@ -8,7 +8,7 @@ the learner's bound the asynchronous pipeline reaches.
     `envs.envpool_env`, same num_envs and threads as below): the acting limit.
 (b) the project's acting-only loops with a small MLP on the pixels and with the Nature
     CNN (Mnih et al. 2015); ratio to (a). "host loop": the async pipeline's actor
-    (`PipelineDriver.actor_batches`: one jitted act on the batch, the adapter's
+    (`pipeline.ActorLoop.batches`: one jitted act on the batch, the adapter's
     clean-transition step, observations put on the device once; what training uses),
     with the time of the jitted policy alone on one batch. "XLA": the loop as one
     program through EnvPool's XLA interface (`envs.envpool_xla.run_batches`, what
@@ -48,9 +48,9 @@ import numpy as np
 from _common import command_line, write_results
 
 from jaxrl57 import configs
+from jaxrl57.build import make_driver
 from jaxrl57.envs.envpool_env import envpool_kwargs
-from jaxrl57.runners.envpool_loop import EnvPoolDriver
-from jaxrl57.runners.pipeline import PipelineDriver
+from jaxrl57.replay.base import EnvSteps
 
 NATURE_STEPS_PER_UPDATE = 4
 
@@ -91,15 +91,17 @@ def bench_raw(env_id: str, num_envs: int, threads: int, steps: int) -> dict:
 
 
 def _acting_driver(env_id, num_envs, threads, torso, hidden):
-    s = settings(env_id, num_envs, threads, 1000, 1000, torso=torso, hidden_sizes=hidden)
-    return PipelineDriver(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
+    s = settings(env_id, num_envs, threads, 1000, 1000, torso=torso, hidden_sizes=hidden,
+                 pipeline="async")
+    return make_driver(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
 
 
 def bench_acting_host(env_id, num_envs, threads, steps, torso, hidden) -> dict:
     """The pipeline's actor loop (what training uses): jitted act, adapter step,
     `device_put` of the batch, one Python iteration per batch."""
     driver = _acting_driver(env_id, num_envs, threads, torso, hidden)
-    batches = driver.actor_batches(jax.random.PRNGKey(1)[None], follow_learner=False)
+    batches = driver.actor.batches(jax.random.PRNGKey(1)[None], follow_learner=False,
+                                   view=driver.parts.view_copy(driver.state["agent"]))
     for _ in range(10):  # compile + warm-up
         jax.block_until_ready(next(batches)[0])
     iters = max(1, steps // num_envs)
@@ -109,10 +111,10 @@ def bench_acting_host(env_id, num_envs, threads, steps, torso, hidden) -> dict:
     jax.block_until_ready(item[0])
     dt = time.perf_counter() - t0
     # The policy alone on one batch: the part of a batch's time no loop can avoid.
-    view = driver._view_copy(driver.state["agent"])
+    view = driver.parts.view_copy(driver.state["agent"])
     (steps, actor), _ = item
     obs = steps.obs
-    act = driver._act_view
+    act = driver.parts.act_on_view
     jax.block_until_ready(act(view, actor, obs, jax.random.PRNGKey(1)[None], 0))
     t_policy = []
     for i in range(50):
@@ -135,7 +137,7 @@ def bench_acting_xla(env_id, num_envs, threads, steps, torso, hidden, batch_size
 
     driver = _acting_driver(env_id, batch_size, threads, torso, hidden)
     agent = driver.agent
-    view = jax.tree.map(lambda x: x[0], driver._view_copy(driver.state["agent"]))
+    view = jax.tree.map(lambda x: x[0], driver.parts.view_copy(driver.state["agent"]))
     driver.close()
     pool = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, batch_size=batch_size,
                         num_threads=threads, seed=0, **envpool_kwargs(env_id, train=True))
@@ -166,7 +168,7 @@ def bench_acting_xla(env_id, num_envs, threads, steps, torso, hidden, batch_size
 
 def bench_learner(env_id, num_envs, threads, replay, reps, scan) -> dict:
     s = settings(env_id, num_envs, threads, replay, 1000)
-    driver = EnvPoolDriver(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
+    driver = make_driver(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
     # The driver's state has a leading member axis (one member here): time the
     # agent's own functions on member 0.
     agent = driver.agent
@@ -177,8 +179,8 @@ def bench_learner(env_id, num_envs, threads, replay, reps, scan) -> dict:
     observe = jax.jit(agent.observe, donate_argnums=0)
     for _ in range(max(1, 256 // num_envs)):
         o = jnp.asarray(rng.integers(0, 255, (num_envs, *obs_shape), np.uint8))
-        state = observe(state, o, jnp.zeros(num_envs, jnp.int32), jnp.ones(num_envs),
-                        jnp.zeros(num_envs, bool), jnp.zeros(num_envs, bool), o)
+        state = observe(state, EnvSteps(o, jnp.zeros(num_envs, jnp.int32), jnp.ones(num_envs),
+                                        jnp.zeros(num_envs, bool), jnp.zeros(num_envs, bool), o))
     assert bool(agent.can_update(state))
     update = jax.jit(agent.update, donate_argnums=0)
     keys = jax.random.split(jax.random.PRNGKey(0), reps + 3)
@@ -213,17 +215,17 @@ def bench_learner(env_id, num_envs, threads, replay, reps, scan) -> dict:
 def _time_updates(driver, n: int) -> float:
     """Median seconds of one update on the driver's own (warm) state, blocking on each."""
     state, key = driver.state["agent"], jax.random.PRNGKey(7)
-    state, _ = jax.block_until_ready(driver._update(state, key[None]))
+    state, _ = jax.block_until_ready(driver.parts.update(state, key[None]))
     times = []
     for i in range(n):
         t0 = time.perf_counter()
-        state, _ = jax.block_until_ready(driver._update(state, (key + i)[None]))
+        state, _ = jax.block_until_ready(driver.parts.update(state, (key + i)[None]))
         times.append(time.perf_counter() - t0)
     driver.state = dict(driver.state, agent=state)
     return statistics.median(times)
 
 
-def bench_training(driver_cls, env_id, num_envs, threads, replay, steps_per_row, rows,
+def bench_training(env_id, num_envs, threads, replay, steps_per_row, rows,
                    pipeline, reps, **overrides) -> dict:
     """Training rows interleaved with timings of the learner's update on the driver's own
     state: round i times `reps` updates, then trains one row. Each row is compared with
@@ -231,7 +233,7 @@ def bench_training(driver_cls, env_id, num_envs, threads, replay, steps_per_row,
     (the next round's, or a final timing), so drift between rounds cancels."""
     s = settings(env_id, num_envs, threads, replay, steps_per_row, pipeline=pipeline,
                  **overrides)
-    driver = driver_cls(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
+    driver = make_driver(env_id, s, [s.hparams], [0], env_kwargs={"num_threads": threads})
     t0 = time.perf_counter()
     driver.run_row()  # compile, replay warm-up
     warm_s = time.perf_counter() - t0
@@ -310,9 +312,9 @@ def main() -> int:
         res["learner"] = bench_learner(a.env, E, threads, a.replay, reps, a.scan)
     if "d" in a.only:
         extra = {"scan_updates": "1"} if a.scan_updates else {}
-        res["train_async"] = bench_training(PipelineDriver, a.env, E, threads, a.replay,
+        res["train_async"] = bench_training(a.env, E, threads, a.replay,
                                             row_steps, rows, "async", reps, **extra)
-        res["train_sync"] = bench_training(EnvPoolDriver, a.env, E, threads, a.replay,
+        res["train_sync"] = bench_training(a.env, E, threads, a.replay,
                                            row_steps, rows, "sync", reps, **extra)
     # A second raw measurement after (b): the machine's speed drifts, and the ratio in
     # (b) is taken to the faster of the two (the conservative choice).

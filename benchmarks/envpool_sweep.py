@@ -30,7 +30,7 @@ import jax
 from _common import command_line, write_results
 
 from jaxrl57 import configs
-from jaxrl57.runners.envpool_loop import EnvPoolDriver
+from jaxrl57.build import make_driver
 
 
 def timed_rows(driver, rows: int) -> tuple[float, list[list[dict]]]:
@@ -59,7 +59,7 @@ def main() -> int:
 
     def build(seeds):
         t0 = time.perf_counter()
-        d = EnvPoolDriver(a.env, s, [s.hparams] * len(seeds), seeds)
+        d = make_driver(a.env, s, [s.hparams] * len(seeds), seeds)
         d.run_row()  # warm-up: compiles act, observe, update, evaluation
         return d, time.perf_counter() - t0
 

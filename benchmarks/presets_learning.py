@@ -31,7 +31,7 @@ import time  # noqa: E402
 import jax  # noqa: E402
 
 from jaxrl57 import configs  # noqa: E402
-from jaxrl57.runners.driver import JaxDriver  # noqa: E402
+from jaxrl57.build import make_driver  # noqa: E402
 
 THRESHOLDS = {"jax:CartPole-v1": 475.0, "jax:Catch": 0.9, "jax:MaskedCartPole-v1": 400.0,
               "jax:MemoryChain": 0.9}
@@ -41,7 +41,7 @@ def run(preset: str, env_id: str, seeds: int, overrides: dict[str, str],
         steps: int | None = None) -> dict:
     s = configs.resolve(preset, env_id, overrides, steps=steps)
     t0 = time.perf_counter()
-    driver = JaxDriver(env_id, s, [s.hparams] * seeds, list(range(seeds)))
+    driver = make_driver(env_id, s, [s.hparams] * seeds, list(range(seeds)))
     rows = [driver.run_row() for _ in range(s.run_config.num_rows)]
     wall = time.perf_counter() - t0
     threshold = THRESHOLDS[env_id]

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 from jaxrl57 import configs, envs  # noqa: E402
 from jaxrl57.agents.dqn import DQNHParams, make_dqn  # noqa: E402
-from jaxrl57.runners.driver import JaxDriver  # noqa: E402
+from jaxrl57.build import make_driver  # noqa: E402
 from jaxrl57.runners.on_device import make_runner  # noqa: E402
 
 NUM_ROWS = 10  # rows of the configured run; --steps sets their size
@@ -79,11 +79,10 @@ def bench_envpool(steps_per_row: int, rows: int) -> dict:
     import envpool
 
     from jaxrl57.envs.envpool_env import envpool_kwargs
-    from jaxrl57.runners.envpool_loop import EnvPoolDriver
 
     s = settings_for("CartPole-v1", steps_per_row)
     E = s.run_config.num_envs
-    driver = EnvPoolDriver("CartPole-v1", s, [s.hparams], [0])
+    driver = make_driver("CartPole-v1", s, [s.hparams], [0])
     t0 = time.perf_counter()
     driver.run_row()  # compile + warm-up row
     compile_s = time.perf_counter() - t0
@@ -114,7 +113,7 @@ def bench_envpool(steps_per_row: int, rows: int) -> dict:
 
 def bench_sweep(steps_per_row: int, reps: int, k: int = 8) -> dict:
     s = settings_for("jax:CartPole-v1", steps_per_row)
-    drivers = {n: JaxDriver("jax:CartPole-v1", s, [s.hparams] * n, list(range(n)))
+    drivers = {n: make_driver("jax:CartPole-v1", s, [s.hparams] * n, list(range(n)))
                for n in (1, k)}
     compile_s = {}
     for n, d in drivers.items():  # compile + warm-up row each

@@ -124,25 +124,16 @@ def run_training(args: TrainRequest, start_time: float) -> int:
     if not args.resume:
         reporting.write_json(os.path.join(out, "args.json"), args.saved())
 
-    if envs.is_jax_env(args.env):
-        if base.envpool.pipeline != "sync":
-            _fail(f"pipeline={base.envpool.pipeline} drives EnvPool envs; {args.env} runs "
-                  f"on the device (drop --set pipeline=...)")
-        from jaxrl57.runners.driver import JaxDriver as Driver
-    else:
-        if base.envpool.pipeline == "async":
-            if base.family.name != "dqn":
-                _fail(f"pipeline=async trains DQN-family agents; {args.agent} is recurrent "
-                      f"(use pipeline=sync)")
-            if len(seeds) > 1:
-                _fail("--seeds/--sweep with pipeline=async are not supported yet; "
-                      "use pipeline=sync")
-            from jaxrl57.runners.pipeline import PipelineDriver as Driver
-        else:
-            from jaxrl57.runners.envpool_loop import EnvPoolDriver as Driver
+    if envs.is_jax_env(args.env) and base.envpool.pipeline != "sync":
+        _fail(f"pipeline={base.envpool.pipeline} drives EnvPool envs; {args.env} runs "
+              f"on the device (drop --set pipeline=...)")
+    if base.envpool.pipeline == "async" and len(seeds) > 1:
+        _fail("--seeds/--sweep with pipeline=async are not supported yet; use pipeline=sync")
+    from jaxrl57.build import make_driver
+
     try:
-        driver = Driver(args.env, base, [s.hparams for s in member_settings], seeds,
-                        env_kwargs=env_kwargs)
+        driver = make_driver(args.env, base, [s.hparams for s in member_settings], seeds,
+                             env_kwargs=env_kwargs)
     except ValueError as e:  # settings the env cannot take (e.g. replay_storage=frames)
         _fail(str(e))
 

@@ -13,8 +13,8 @@ import rlax
 
 from jaxrl57 import configs, envs, losses
 from jaxrl57.agents.dqn import DQNConfig, DQNHParams, make_dqn
-from jaxrl57.replay.base import EnvSteps
 from jaxrl57.presets import DQN_PRESETS
+from jaxrl57.replay.base import EnvSteps
 
 E = 4
 SPEC = envs.make_env("jax:Catch").spec  # obs [8, 8, 1], 3 actions

@@ -13,9 +13,9 @@ pytest.importorskip("envpool")
 pytestmark = [pytest.mark.envpool,
               pytest.mark.filterwarnings("ignore:.*precision lowered by casting")]
 
+from jaxrl57.build import make_driver  # noqa: E402
 from jaxrl57.envs import envpool_xla  # noqa: E402
 from jaxrl57.envs.envpool_env import make_envpool  # noqa: E402
-from jaxrl57.build import make_driver  # noqa: E402
 from jaxrl57.runners.evaluation import first_episode_returns  # noqa: E402
 
 
@@ -178,9 +178,9 @@ def test_run_batches_rejects_a_batch_that_does_not_divide_the_pool():
 def test_auto_evaluates_through_the_xla_program_on_a_cpu_backend():
     assert jax.default_backend() == "cpu"
     d = _eval_driver("dqn", "CartPole-v1", [0], "auto")
-    assert d._eval_program is None
+    assert d.parts._eval_program is None
     returns = d.evaluate(jax.random.split(jax.random.PRNGKey(0), 1))
-    assert d._eval_program is not None and returns.shape == (1,) and returns[0] > 0
+    assert d.parts._eval_program is not None and returns.shape == (1,) and returns[0] > 0
     host = _eval_driver("dqn", "CartPole-v1", [0], "python")
     host.evaluate(jax.random.split(jax.random.PRNGKey(0), 1))
-    assert host._eval_program is None
+    assert host.parts._eval_program is None

@@ -15,9 +15,10 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "jaxrl57"
 # Layers below the runners: they must not know how they are driven or called.
 LOWER = ("jaxrl57.losses", "jaxrl57.networks", "jaxrl57.replay", "jaxrl57.envs",
          "jaxrl57.agents", "jaxrl57.exploration")
-RUNNERS_AND_FRONT = ("jaxrl57.runners", "jaxrl57.cli", "jaxrl57.train", "jaxrl57.report",
-                     "jaxrl57.request", "jaxrl57.configs", "jaxrl57.presets",
-                     "jaxrl57.reporting")
+# The front: it resolves settings and builds what the runners are handed.
+FRONT = ("jaxrl57.build", "jaxrl57.cli", "jaxrl57.train", "jaxrl57.report", "jaxrl57.request",
+         "jaxrl57.configs", "jaxrl57.presets", "jaxrl57.reporting")
+RUNNERS_AND_FRONT = ("jaxrl57.runners",) + FRONT
 
 
 def _modules() -> dict[str, pathlib.Path]:
@@ -115,4 +116,13 @@ def test_lower_layers_import_no_runner_or_front_module(graph, lower):
     for name, deps in graph.items():
         if name == lower or name.startswith(lower + "."):
             bad = sorted(d for d in deps if d.startswith(RUNNERS_AND_FRONT))
+            assert not bad, f"{name} imports {bad}"
+
+
+def test_runners_import_no_front_module(graph):
+    """Runners are handed agent, env and hyperparameters (`jaxrl57.build`): they
+    never resolve settings or build an agent themselves."""
+    for name, deps in graph.items():
+        if name.startswith("jaxrl57.runners"):
+            bad = sorted(d for d in deps if d.startswith(FRONT))
             assert not bad, f"{name} imports {bad}"

@@ -244,8 +244,8 @@ def test_atari_training_episodes_follow_the_agent():
 def test_envpool_driver_gives_the_training_envs_the_agents_settings(monkeypatch):
     """The EnvPool runner builds its training pool with the family's settings under
     the user's --env-arg (the pool itself is not built: the check stops there)."""
-    from jaxrl57.envs import envpool_env
     from jaxrl57.build import make_driver
+    from jaxrl57.envs import envpool_env
 
     calls = []
 

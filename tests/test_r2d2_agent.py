@@ -11,8 +11,8 @@ import pytest
 
 from jaxrl57 import configs, envs
 from jaxrl57.agents.r2d2 import R2D2Config, R2D2HParams, make_network, make_r2d2, make_sequence_loss
-from jaxrl57.replay.base import EnvSteps
 from jaxrl57.build import make_driver
+from jaxrl57.replay.base import EnvSteps
 
 E = 4
 SPEC = envs.make_env("jax:MemoryChain").spec  # obs [4], 2 actions, 11-step episodes

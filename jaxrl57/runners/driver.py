@@ -14,14 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrl57.runners.config import RunConfig
 from jaxrl57.runners.devices import member_sharding, over_members
 from jaxrl57.runners.on_device import make_runner
-
-
-def stack_hparams(member_hparams: list[dict], hparams_cls):
-    """The members' traced hyperparameters, stacked along a leading member axis."""
-    members = [hparams_cls.create(**h) for h in member_hparams]
-    return jax.tree.map(lambda *xs: np.stack(xs), *members)
 
 
 def member_finite(tree) -> jax.Array:
@@ -61,19 +56,14 @@ class JaxDriver:
     """K members of an on-device run, vmapped into one compiled program whose
     member axis is sharded over the devices (`runners.devices`)."""
 
-    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int],
-                 env_kwargs: dict | None = None):
-        from jaxrl57 import envs
-
-        env = envs.make_env(env_id, **(env_kwargs or {}))
-        family = settings.family
-        self.agent = family.make(settings.agent_config, env.spec, settings.run_config.num_envs)
-        init, run_rows = make_runner(self.agent, env, settings.run_config)
-        self.metric_names = tuple(n for n in self.agent.metric_names if n != "updated")
+    def __init__(self, agent, env, run: RunConfig, hparams, seeds: list[int]):
+        """`hparams`: the members' traced hyperparameters, stacked ([K] leaves)."""
+        self.agent = agent
+        init, run_rows = make_runner(agent, env, run)
+        self.metric_names = tuple(n for n in agent.metric_names if n != "updated")
         self.num_members = len(seeds)
         self.sharding = member_sharding(self.num_members)
         keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
-        hparams = stack_hparams(member_hparams, family.hparams_cls)
         keys, hparams = jax.device_put((keys, hparams), self.sharding)
         # Fixed in and out shardings: letting the compiler choose the outputs'
         # would make the second call's inputs differ from the first's and

@@ -32,6 +32,7 @@ from jaxrl57.envs.base import JaxEnv
 from jaxrl57.replay.base import EnvSteps
 from jaxrl57.runners.config import RunConfig
 from jaxrl57.runners.evaluation import make_scan_evaluate
+from jaxrl57.runners.rows import log_row
 
 
 class RunnerState(NamedTuple):
@@ -45,10 +46,6 @@ class RunnerState(NamedTuple):
     row: jax.Array  # int32: log rows completed
 
 
-ROW_FIELDS = ("env_steps", "updates", "episode_return", "episode_length", "episodes",
-              "eval_return")
-
-
 def _where_done(done, new, old):
     return jax.tree.map(
         lambda n, o: jnp.where(done.reshape(done.shape + (1,) * (n.ndim - 1)), n, o), new, old)
@@ -57,7 +54,7 @@ def _where_done(done, new, old):
 def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
     """Returns `(init, run_rows)`: `init(key, hparams) -> RunnerState` and
     `run_rows(state, num_rows) -> (state, rows)` where `rows` maps each name of
-    `ROW_FIELDS` and `agent.metric_names` to a [num_rows] array."""
+    `runners.rows.ROW_FIELDS` and `agent.metric_names` to a [num_rows] array."""
     config.validate()
     E = config.num_envs
     evaluate = make_scan_evaluate(agent, env, config.eval_episodes, config.eval_max_steps)
@@ -128,19 +125,12 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
         state = state._replace(key=key, row=state.row + 1)
         # Every row is evaluated (a cond here would carry the whole agent state).
         eval_return = evaluate(agent.view(state.agent), eval_key)
-        episodes = stats["episodes"]
-        safe = jnp.maximum(episodes, 1)
-        row = {
-            "env_steps": state.row * config.steps_per_row,
-            "updates": state.agent.updates if hasattr(state.agent, "updates") else jnp.int32(0),
-            "episode_return": jnp.where(episodes > 0, stats["return_sum"] / safe, jnp.nan),
-            "episode_length": jnp.where(episodes > 0, stats["length_sum"] / safe, jnp.nan),
-            "episodes": episodes,
-            "eval_return": eval_return,
-        }
-        n = jnp.maximum(stats["updates_done"], 1.0)
-        row.update({k: jnp.where(stats["updates_done"] > 0, v / n, jnp.nan)
-                    for k, v in stats["metric_sums"].items()})
+        row = log_row(jnp, env_steps=state.row * config.steps_per_row,
+                      updates=state.agent.updates if hasattr(state.agent, "updates")
+                      else jnp.int32(0),
+                      return_sum=stats["return_sum"], length_sum=stats["length_sum"],
+                      episodes=stats["episodes"], eval_return=eval_return,
+                      metric_sums=stats["metric_sums"], updates_done=stats["updates_done"])
         return state, row
 
     def run_rows(state: RunnerState, num_rows: int):

@@ -9,15 +9,20 @@ queue, writes them into replay with `agent.observe` and runs the updates they ar
 The two overlap: while the learner's update runs on the accelerator (JAX releases the
 GIL while it executes), the actor acts and steps the next batches.
 
+Composition. `ActorLoop` is the actor side (thread, parameter store, queue);
+`PipelineDriver` is the learner side, built from the same `MemberAgent` (the agent's
+jitted functions, the training phase, evaluation, the log row) as the synchronous loop
+of `runners.envpool_loop`; it replaces that loop's act-and-step with the queue.
+
 Ownership. The learner state holds the replay, so only the learner owns it. The actor
 thread owns the actor state (per env: a recurrent agent's core state and previous
 action and reward) and acts on a copy of `agent.view(learner state)` (params,
 hyperparameters, env-step counter; no replay) that the learner publishes every
 `actor_refresh` batches it consumes. Each batch carries the actor state `act`
-returned with it, which the learner's `observe` stores what it needs from. The copy is a new buffer (a jitted `jnp.copy`), so the learner can keep
-donating its state to `update` while the actor still reads the old parameters. The
-agent's functions are those of the other runners; only who calls them, and when,
-changes.
+returned with it, which the learner's `observe` stores what it needs from. The copy is
+a new buffer (a jitted `jnp.copy`), so the learner can keep donating its state to
+`update` while the actor still reads the old parameters. The agent's functions are
+those of the other runners; only who calls them, and when, changes.
 
 Policy lag, fixed. Sebulba's actors take whatever parameters are newest, which makes a
 run depend on thread timing. Here the actor acts on env-step batch `t` with the
@@ -75,9 +80,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl57.agents.base import Agent
 from jaxrl57.envs.envpool_env import EpisodeStats
 from jaxrl57.replay.base import EnvSteps
-from jaxrl57.runners.envpool_loop import EnvPoolDriver
+from jaxrl57.runners.config import EnvPoolConfig, RunConfig
+from jaxrl57.runners.envpool_loop import MemberAgent, initial_state
 
 _POLL_S = 0.05  # how often a blocked thread looks at the other thread's health
 
@@ -110,94 +117,77 @@ class ActorError(RuntimeError):
     """The actor thread failed; the original exception is the `__cause__`."""
 
 
-class PipelineDriver(EnvPoolDriver):
-    """One member trained by the asynchronous actor/learner pipeline (module docstring).
+class ActorLoop:
+    """The actor side: a thread that acts on the published views, steps `envs` and
+    queues the batches (module docstring). `start(view, key)` begins from fresh
+    episodes; `publish` hands it the learner's newer views; `next_batch` is the
+    learner's end of the queue; `stop` ends the thread."""
 
-    Same interface as `EnvPoolDriver`: `run_row`, `get_state`, `set_state`,
-    `state_template`, plus `close()`.
-    """
-
-    def __init__(self, env_id: str, settings, member_hparams: list[dict], seeds: list[int],
-                 env_kwargs: dict | None = None):
-        super().__init__(env_id, settings, member_hparams, seeds, env_kwargs)
-        if self.num_members != 1:
-            raise ValueError("the async pipeline trains one member; use pipeline=sync for "
-                             "--seeds/--sweep")
-        agent = self.agent
-        # A copy, not a view: the learner donates its state to `update`.
-        # Arrays carry the driver's leading member axis (of size 1 here).
-        view = self._view
-        self._view_copy = jax.jit(lambda s: jax.tree.map(jnp.copy, view(s)))
-
-        def act(view, actor, obs, key, t):
-            return self._per_member(
-                lambda v, a, o, k: agent.actor.act(v, a, o, jax.random.fold_in(k, t)))(
-                    view, actor, obs, key)
-
-        self._act_view = jax.jit(act)
-        self._queue: queue.Queue = queue.Queue(maxsize=self.pool_config.queue_size)
+    def __init__(self, parts: MemberAgent, envs, pool_config: EnvPoolConfig):
+        self.parts, self.envs, self.pool_config = parts, envs, pool_config
+        self._queue: queue.Queue = queue.Queue(maxsize=pool_config.queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._params: _ParamStore | None = None  # the actor's parameters, by version
-        self._consumed = 0  # batches consumed since the actor started: the params' version
-        self.updates_done = 0  # updates run by this driver (for tests and benchmarks)
-        self.batches_consumed = 0
+        self._params: _ParamStore | None = None  # the views, by version
 
-    # ------------------------------------------------------------------ actor thread
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
 
-    def _start_actor(self) -> None:
+    def start(self, view, key) -> None:
         self._stop.clear()
         self._error = None
         self._queue = queue.Queue(maxsize=self.pool_config.queue_size)
-        self._params = _ParamStore(self._view_copy(self.state["agent"]))
-        self._consumed = 0
-        # Apart from the learner's stream.
-        actor_key = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EB))(self.state["key"])
-        self._thread = threading.Thread(target=self._actor_main, args=(actor_key,),
+        self._params = _ParamStore(view)
+        self._thread = threading.Thread(target=self._main, args=(key,),
                                         name="jaxrl57-actor", daemon=True)
         self._thread.start()
 
-    def _actor_main(self, key) -> None:
+    def publish(self, version: int, view) -> None:
+        """The view after the learner consumed `version` batches; the actor's next
+        batches need it or later ones."""
+        every = self.pool_config.actor_refresh
+        oldest = max(version - self.pool_config.actor_lag, 0)
+        self._params.publish(version, view, oldest // every * every)
+
+    def _main(self, key) -> None:
         try:
-            self._actor_loop(key)
+            for item in self.batches(key):
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=_POLL_S)
+                        break
+                    except queue.Full:
+                        pass
+                if self._stop.is_set():
+                    return
         except BaseException as e:  # noqa: BLE001 - handed to the learner, which raises it
             self._error = e
 
-    def _actor_loop(self, key) -> None:
-        for item in self.actor_batches(key):
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=_POLL_S)
-                    break
-                except queue.Full:
-                    pass
-            if self._stop.is_set():
-                return
-
-    def actor_batches(self, key, follow_learner: bool = True):
+    def batches(self, key, follow_learner: bool = True, view=None):
         """The actor's loop as a generator (fresh episodes): one item per step of all
-        envs, `((EnvSteps, actor state as `act` returned it), EpisodeStats)`, the arrays
-        on the device. Acts on batch `t` with the parameters of learner batch
-        `t - actor_lag` (waiting for them), or, without `follow_learner`, always with
-        those the actor started with (acting alone, as a benchmark does)."""
-        envs = self.envs
+        envs, `((EnvSteps, actor state as `act` returned it), EpisodeStats)`, the
+        arrays on the device. Acts on batch `t` with the view of learner batch
+        `t - actor_lag` (waiting for it), or, without `follow_learner`, always with
+        the first one (`view`, acting alone, as a benchmark does)."""
+        p, envs = self.parts, self.envs
         if self._params is None:
-            self._params = _ParamStore(self._view_copy(self.state["agent"]))
+            self._params = _ParamStore(view)
         lag, every = self.pool_config.actor_lag, self.pool_config.actor_refresh
-        obs = jax.device_put(self._members(envs.reset()))
+        obs = jax.device_put(p.by_member(envs.reset()))
         envs.pop_episode_stats()
-        actor = self._actor_init(self._params.get(0, self._stop))
+        actor = p.actor_init(self._params.get(0, self._stop))
         t = 0
         while True:
             version = 0 if t < lag or not follow_learner else (t - lag) // every * every
             params = self._params.get(version, self._stop)
             if params is None:  # stopped while waiting for the learner
                 return
-            actions, actor = self._act_view(params, actor, obs, key, t)
+            actions, actor = p.act_on_view(params, actor, obs, key, t)
             host_actions = np.asarray(actions)
             out = envs.step(host_actions.reshape((-1,) + host_actions.shape[2:]))
-            m = self._members
+            m = p.by_member
             next_obs = jax.device_put(m(out.obs))
             # The adapter returns `obs` itself as `final_obs` when no env ended.
             final_obs = (next_obs if out.final_obs is out.obs
@@ -206,11 +196,11 @@ class PipelineDriver(EnvPoolDriver):
                 (m(out.reward), m(out.terminated), m(out.truncated)))
             steps = EnvSteps(obs, actions, reward, terminated, truncated, final_obs)
             yield (steps, actor), envs.pop_episode_stats()
-            actor = self._actor_observe(actor, steps)
+            actor = p.actor_observe(actor, steps)
             obs = next_obs
             t += 1
 
-    def _next_batch(self):
+    def next_batch(self):
         while True:
             try:
                 return self._queue.get(timeout=_POLL_S)
@@ -223,18 +213,41 @@ class PipelineDriver(EnvPoolDriver):
                 if not alive:
                     raise ActorError("the actor thread ended without a batch") from None
 
-    def close(self) -> None:
-        """Stops the actor thread and waits for it."""
+    def stop(self) -> None:
+        """Stops the thread and waits for it; queued batches are dropped."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30.0)
             self._thread = None
 
-    # ------------------------------------------------------------------ learner
+
+class PipelineDriver:
+    """One member trained by the asynchronous actor/learner pipeline (module
+    docstring): an `ActorLoop` and the learner step of `MemberAgent`. Same
+    interface as `runners.envpool_loop.EnvPoolDriver`, plus `close()`."""
+
+    def __init__(self, agent: Agent, envs, eval_envs, run: RunConfig,
+                 pool_config: EnvPoolConfig, hparams, seeds: list[int]):
+        if len(seeds) != 1:
+            raise ValueError("the async pipeline trains one member; use pipeline=sync for "
+                             "--seeds/--sweep")
+        self.agent, self.run, self.pool_config = agent, run, pool_config
+        self.envs, self.eval_envs = envs, eval_envs
+        self.num_members = 1
+        self.parts = MemberAgent(agent, run, pool_config, 1, eval_envs)
+        self.metric_names = self.parts.metric_names
+        self.state = initial_state(self.parts, hparams, seeds)
+        self.actor = ActorLoop(self.parts, envs, pool_config)
+        self._consumed = 0  # batches consumed since the actor started: the view's version
+        self.updates_done = 0  # updates run by this driver (for tests and benchmarks)
+        self.batches_consumed = 0
 
     def run_row(self) -> list[dict]:
-        if self._thread is None:
-            self._start_actor()
+        if not self.actor.running:
+            # Apart from the learner's stream.
+            key = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EB))(self.state["key"])
+            self.actor.start(self.parts.view_copy(self.state["agent"]), key)
+            self._consumed = 0
         try:
             return self._learn_row()
         except BaseException:
@@ -242,35 +255,47 @@ class PipelineDriver(EnvPoolDriver):
             raise
 
     def _learn_row(self) -> list[dict]:
-        run = self.run
-        agent_state, key = self.state["agent"], self.state["key"]
+        p, run = self.parts, self.run
+        learner, key = self.state["agent"], self.state["key"]
         row = int(self.state["row"])
         metric_log = []
         all_stats = []
         for i in range(run.iterations_per_row):
-            (steps, actor), stats = self._next_batch()
+            (steps, actor), stats = self.actor.next_batch()
             all_stats.append(stats)
-            key, train_key = self._split2(key)
-            agent_state = self._learner_observe(agent_state, steps, actor)
-            if (row * run.iterations_per_row + i) % run.train_every == 0:
-                if self._is_warm(agent_state):
-                    agent_state = self._train_phase(agent_state, train_key, metric_log)
-                    self.updates_done += run.updates_per_train
+            key, train_key = p.split2(key)
+            learner = p.learner_observe(learner, steps, actor)
+            learner, done = p.learn(learner, row * run.iterations_per_row + i, train_key,
+                                    metric_log)
+            self.updates_done += done
             self.batches_consumed += 1
             self._consumed += 1
-            refresh = self.pool_config.actor_refresh
-            if self._consumed % refresh == 0:
-                # The actor's next batches need this version or later ones.
-                oldest = max(self._consumed - self.pool_config.actor_lag, 0)
-                self._params.publish(self._consumed, self._view_copy(agent_state),
-                                     oldest // refresh * refresh)
-        key, eval_key = self._split2(key)
+            if self._consumed % self.pool_config.actor_refresh == 0:
+                self.actor.publish(self._consumed, p.view_copy(learner))
+        key, eval_key = p.split2(key)
         row += 1
-        self.state = {"agent": agent_state, "key": key, "row": jnp.int32(row)}
+        self.state = {"agent": learner, "key": key, "row": jnp.int32(row)}
         stats = EpisodeStats(*(np.concatenate(parts) for parts in zip(*all_stats, strict=True)))
-        return self._row_results(row, stats, metric_log, eval_key)
+        return p.row_results(row, learner, stats, metric_log, eval_key)
+
+    def close(self) -> None:
+        """Stops the actor thread and waits for it."""
+        self.actor.stop()
+
+    def evaluate(self, key) -> np.ndarray:
+        return self.parts.evaluate(self.state["agent"], key)
+
+    def all_finite(self) -> np.ndarray:
+        return self.parts.all_finite(self.state["agent"])
+
+    def state_template(self):
+        return self.state
+
+    def get_state(self):
+        return self.state
 
     def set_state(self, state) -> None:
         # The actor's queued batches belong to the replaced run: drop them, start over.
         self.close()
-        super().set_state(state)
+        self.state = jax.tree.map(jnp.asarray, state)
+        self.parts.forget_warm()
