@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -82,3 +83,17 @@ def test_scanned_updates_match_one_call_per_update():
     assert scanned["updates"] == loop["updates"] > 0
     for k in ("loss", "q_mean", "grad_norm"):
         np.testing.assert_allclose(scanned[k], loop[k], rtol=1e-4)
+
+
+def test_resume_from_state_continues_the_count_with_fresh_episodes():
+    d = _driver([0])
+    first = d.run_row()[0]
+    saved = jax.device_get(d.get_state())
+    e = _driver([0])
+    e.run_row()  # episodes under way, which the restored state must not continue
+    e.set_state(saved)
+    second = e.run_row()[0]
+    steps_per_row = first["env_steps"]
+    assert second["env_steps"] == 2 * steps_per_row
+    assert second["updates"] > first["updates"] == 0  # learning starts in the second row
+    assert second["episodes"] > 0 and np.isfinite(second["loss"])

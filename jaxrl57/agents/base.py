@@ -46,7 +46,9 @@ learner state lives on the host).
 Everything that does not change shapes (learning rate, discount, epsilons,
 target period, priority exponents, ...) is a traced array in the learner's
 hyperparameters, so `jax.vmap(agent.init)(keys, hparams)` builds a sweep.
-Runners drive these functions and never look inside either state.
+Runners drive these functions; of the states they read only the learner's
+`updates` counter (for the log) and its params, target params and optimizer
+state (the check that they are finite).
 
 The rest of the lineage on these parts
 --------------------------------------
@@ -61,17 +63,23 @@ The rest of the lineage on these parts
   its policy index j, which selects (beta_j, gamma_j), and, for Agent57, its
   own sliding-window UCB bandit over the indices (the meta-controller is
   per actor in the paper), updated in `actor.observe` with the episode's
-  return and drawn from in `act` at an episode's first step. The network
-  gets two value heads (extrinsic and intrinsic) and takes j as an input;
-  replay stores j with each step, and the learner reads (beta_j, gamma_j)
-  from a table in its hyperparameters.
+  undiscounted extrinsic return and drawn from in `act` at an episode's
+  first step. The Q-network takes j (one-hot) as an input; NGU trains one
+  Q-function on the mixed reward r_e + beta_j r_i, Agent57 two networks
+  (extrinsic and intrinsic, each its own loss) combined as
+  h(h^-1(Q_e) + beta_j h^-1(Q_i)) (`losses.agent57_q`). Replay stores j
+  with each step, and the learner reads (beta_j, gamma_j) from a table in
+  its hyperparameters.
 * DDPG, TD3 and RDPG (Lillicrap et al. 2016; Fujimoto et al. 2018; Heess et
   al. 2015). The view holds the policy network's parameters and the action
-  bounds; `act` adds exploration noise (Gaussian, or an Ornstein-Uhlenbeck
-  process whose state is the actor state, reset at episode ends) and clips
-  or inverts gradients at the bounds in the learner. The learner state holds
-  actor and critic parameters, their targets and optimizers; RDPG's actor
-  state is its recurrent state, stored with sequences as R2D2's is.
+  bounds; `act` adds exploration noise (Gaussian for TD3, or DDPG's
+  Ornstein-Uhlenbeck process, whose state is the actor state, restarted at
+  episode ends). The learner state holds policy and critic parameters,
+  their targets and optimizers; the learner keeps actions inside the
+  bounds with a tanh output or by inverting the critic's action gradients
+  at the bounds (Hausknecht & Stone 2016, `losses.invert_gradients`).
+  RDPG's actor state is its recurrent state; its learner unrolls whole
+  stored episodes from their start with backpropagation through time.
 
 Adding an agent
 ---------------

@@ -1,6 +1,9 @@
 """Drivers: the host-side object the command line steps row by row.
 
-A driver owns the complete state of a run for K members and exposes
+A driver owns the state of a run for K members (learner states, RNG keys
+and counters: what a checkpoint holds; the EnvPool drivers also the actor
+states of the episodes under way, which a resumed run starts afresh) and
+exposes
 `run_row() -> [K row dicts]`, `get_state()` / `set_state()` (for checkpoints),
 `state_template()` (the expected tree, to validate a checkpoint) and
 `all_finite() -> [K] bool` (params, target params and optimizer state of each

@@ -207,33 +207,65 @@ class MemberAgent:
         return np.asarray(params_finite(learner_tree(learner)))
 
 
-def initial_state(parts: MemberAgent, hparams, seeds: list[int]) -> dict:
-    """The checkpointed state of an EnvPool run: the members' learner states,
-    their RNG keys and the rows done."""
-    keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(
-        jnp.asarray(seeds, jnp.uint32))
-    return {"agent": parts.init(keys[:, 0], jax.tree.map(jnp.asarray, hparams)),
-            "key": keys[:, 1], "row": jnp.zeros((), jnp.int32)}
-
-
-class EnvPoolDriver:
-    """K members trained on one EnvPool batch by the synchronous loop (module
-    docstring): `envs` holds K * num_envs training envs, `eval_envs` K *
+class EnvPoolRun:
+    """What both EnvPool drivers are: K members' agent functions (`parts`) and the
+    checkpointed state of the run (`state`: learner states, RNG keys, rows done),
+    with the driver protocol of `runners.driver` around them. The loops that
+    advance it differ: this module's `EnvPoolDriver`, `runners.pipeline`'s
+    `PipelineDriver`. `envs` holds K * num_envs training envs, `eval_envs` K *
     eval_episodes evaluation envs, `hparams` the members' stacked traced
     hyperparameters."""
 
     def __init__(self, agent: Agent, envs, eval_envs, run: RunConfig,
                  pool_config: EnvPoolConfig, hparams, seeds: list[int]):
-        self.agent, self.run = agent, run
+        self.agent, self.run, self.pool_config = agent, run, pool_config
         self.envs, self.eval_envs = envs, eval_envs
         self.num_members = len(seeds)
         self.parts = MemberAgent(agent, run, pool_config, self.num_members, eval_envs)
         self.metric_names = self.parts.metric_names
-        self.state = initial_state(self.parts, hparams, seeds)
-        # The actors' state is not checkpointed: it belongs to the episodes under
-        # way, and a resumed run starts fresh ones.
+        keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(
+            jnp.asarray(seeds, jnp.uint32))
+        self.state = {"agent": self.parts.init(keys[:, 0], jax.tree.map(jnp.asarray, hparams)),
+                      "key": keys[:, 1], "row": jnp.zeros((), jnp.int32)}
+
+    def start_episodes(self) -> None:
+        """Drops the episodes under way; the next row starts fresh ones."""
+        raise NotImplementedError
+
+    def evaluate(self, key) -> np.ndarray:
+        return self.parts.evaluate(self.state["agent"], key)
+
+    def all_finite(self) -> np.ndarray:
+        return self.parts.all_finite(self.state["agent"])
+
+    def state_template(self):
+        return self.state
+
+    def get_state(self):
+        return self.state
+
+    def set_state(self, state) -> None:
+        """A restored checkpoint. EnvPool's C++ state cannot be saved, so the run
+        goes on with fresh episodes."""
+        self.state = jax.tree.map(jnp.asarray, state)
+        self.parts.forget_warm()
+        self.start_episodes()
+
+
+class EnvPoolDriver(EnvPoolRun):
+    """K members trained on one EnvPool batch by the synchronous loop (module
+    docstring)."""
+
+    def __init__(self, agent: Agent, envs, eval_envs, run: RunConfig,
+                 pool_config: EnvPoolConfig, hparams, seeds: list[int]):
+        super().__init__(agent, envs, eval_envs, run, pool_config, hparams, seeds)
+        self.start_episodes()
+
+    def start_episodes(self) -> None:
+        # The actors' state is not checkpointed: it belongs to the episodes under way.
         self.actor = self.parts.actor_init(self.parts.view(self.state["agent"]))
-        self.obs = envs.reset()
+        self.obs = self.envs.reset()
+        self.envs.pop_episode_stats()
 
     def run_row(self) -> list[dict]:
         p, run = self.parts, self.run
@@ -256,20 +288,3 @@ class EnvPoolDriver:
         self.state = {"agent": learner, "key": key, "row": jnp.int32(row)}
         self.actor = actor
         return p.row_results(row, learner, self.envs.pop_episode_stats(), metric_log, eval_key)
-
-    def evaluate(self, key) -> np.ndarray:
-        return self.parts.evaluate(self.state["agent"], key)
-
-    def all_finite(self) -> np.ndarray:
-        return self.parts.all_finite(self.state["agent"])
-
-    def state_template(self):
-        return self.state
-
-    def get_state(self):
-        return self.state
-
-    def set_state(self, state) -> None:
-        self.state = jax.tree.map(jnp.asarray, state)
-        self.actor = self.parts.actor_init(self.parts.view(self.state["agent"]))
-        self.parts.forget_warm()

@@ -84,7 +84,7 @@ from jaxrl57.agents.base import Agent
 from jaxrl57.envs.envpool_env import EpisodeStats
 from jaxrl57.replay.base import EnvSteps
 from jaxrl57.runners.config import EnvPoolConfig, RunConfig
-from jaxrl57.runners.envpool_loop import MemberAgent, initial_state
+from jaxrl57.runners.envpool_loop import EnvPoolRun, MemberAgent
 
 _POLL_S = 0.05  # how often a blocked thread looks at the other thread's health
 
@@ -172,7 +172,7 @@ class ActorLoop:
         `t - actor_lag` (waiting for it), or, without `follow_learner`, always with
         the first one (`view`, acting alone, as a benchmark does)."""
         p, envs = self.parts, self.envs
-        if self._params is None:
+        if view is not None or self._params is None:
             self._params = _ParamStore(view)
         lag, every = self.pool_config.actor_lag, self.pool_config.actor_refresh
         obs = jax.device_put(p.by_member(envs.reset()))
@@ -221,22 +221,17 @@ class ActorLoop:
             self._thread = None
 
 
-class PipelineDriver:
+class PipelineDriver(EnvPoolRun):
     """One member trained by the asynchronous actor/learner pipeline (module
-    docstring): an `ActorLoop` and the learner step of `MemberAgent`. Same
-    interface as `runners.envpool_loop.EnvPoolDriver`, plus `close()`."""
+    docstring): an `ActorLoop` composed with the learner step of `MemberAgent`.
+    Same interface as `runners.envpool_loop.EnvPoolDriver`, plus `close()`."""
 
     def __init__(self, agent: Agent, envs, eval_envs, run: RunConfig,
                  pool_config: EnvPoolConfig, hparams, seeds: list[int]):
         if len(seeds) != 1:
             raise ValueError("the async pipeline trains one member; use pipeline=sync for "
                              "--seeds/--sweep")
-        self.agent, self.run, self.pool_config = agent, run, pool_config
-        self.envs, self.eval_envs = envs, eval_envs
-        self.num_members = 1
-        self.parts = MemberAgent(agent, run, pool_config, 1, eval_envs)
-        self.metric_names = self.parts.metric_names
-        self.state = initial_state(self.parts, hparams, seeds)
+        super().__init__(agent, envs, eval_envs, run, pool_config, hparams, seeds)
         self.actor = ActorLoop(self.parts, envs, pool_config)
         self._consumed = 0  # batches consumed since the actor started: the view's version
         self.updates_done = 0  # updates run by this driver (for tests and benchmarks)
@@ -278,24 +273,11 @@ class PipelineDriver:
         stats = EpisodeStats(*(np.concatenate(parts) for parts in zip(*all_stats, strict=True)))
         return p.row_results(row, learner, stats, metric_log, eval_key)
 
+    def start_episodes(self) -> None:
+        # The actor's queued batches belong to the episodes under way: drop them.
+        # The next row restarts the thread, which begins fresh episodes.
+        self.close()
+
     def close(self) -> None:
         """Stops the actor thread and waits for it."""
         self.actor.stop()
-
-    def evaluate(self, key) -> np.ndarray:
-        return self.parts.evaluate(self.state["agent"], key)
-
-    def all_finite(self) -> np.ndarray:
-        return self.parts.all_finite(self.state["agent"])
-
-    def state_template(self):
-        return self.state
-
-    def get_state(self):
-        return self.state
-
-    def set_state(self, state) -> None:
-        # The actor's queued batches belong to the replaced run: drop them, start over.
-        self.close()
-        self.state = jax.tree.map(jnp.asarray, state)
-        self.parts.forget_warm()
