@@ -29,6 +29,7 @@ import tempfile  # noqa: E402
 from jaxrl57.request import (  # noqa: E402
     EXIT_BAD_INPUT,
     EXIT_NON_FINITE,
+    EvalRequest,
     ReportRequest,
     TrainRequest,
     UsageError,
@@ -164,18 +165,40 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reps", type=int, default=2000,
                         help="bootstrap resamples of the confidence intervals (default 2000)")
     report.add_argument("--no-compile-cache", action="store_true", help=_NO_CACHE_HELP)
+    ev = sub.add_parser("eval", help="play a trained run's agent again: returns, lengths, "
+                                     "human-normalized score, a video")
+    ev.error = parser.error  # type: ignore[method-assign]
+    ev.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of `jaxrl57 train`")
+    ev.add_argument("--episodes", type=int, default=None,
+                    help="episodes per member (default: the run's eval_episodes)")
+    ev.add_argument("--epsilon", type=float, default=None,
+                    help="evaluation epsilon (default: the run's eval_epsilon)")
+    ev.add_argument("--seed", type=int, default=None,
+                    help="play other episodes (default: a JAX env replays the run's last "
+                         "evaluation)")
+    ev.add_argument("--member", type=int, default=None,
+                    help="evaluate this member of a sweep only (default: every member)")
+    ev.add_argument("--video", default=None, metavar="FILE",
+                    help="record the first episode to FILE (.gif, or .mp4 with imageio-ffmpeg)")
+    ev.add_argument("--out", default=None,
+                    help="folder for eval.json (default RUN_DIR/eval)")
+    ev.add_argument("--no-compile-cache", action="store_true", help=_NO_CACHE_HELP)
     return parser
 
 
 _first_call = True
 
 
-def request_of(args: argparse.Namespace) -> TrainRequest | ReportRequest:
+def request_of(args: argparse.Namespace) -> TrainRequest | ReportRequest | EvalRequest:
     """The typed request of a parsed command line (every part checked)."""
     if args.command == "report":
         return ReportRequest(dirs=tuple(args.dirs), out=args.out, reps=args.reps).check()
+    if args.command == "eval":
+        return EvalRequest(run_dir=args.run_dir, episodes=args.episodes, epsilon=args.epsilon,
+                           seed=args.seed, member=args.member, video=args.video,
+                           out=args.out).check()
     if args.command != "train":
-        raise UsageError("the commands are 'train' and 'report' (try: jaxrl57 --help)")
+        raise UsageError("the commands are 'train', 'eval' and 'report' (try: jaxrl57 --help)")
     return TrainRequest(
         agent=args.agent, env=args.env, env_arg=tuple(args.env_arg), steps=args.steps,
         seed=args.seed, seeds=args.seeds, sweep=tuple(args.sweep), set=tuple(args.set),
@@ -204,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(request, ReportRequest):
             from jaxrl57.report import run_report
             return run_report(request)
+        if isinstance(request, EvalRequest):
+            from jaxrl57.playback import run_eval
+            return run_eval(request)
         if request.list_settings:
             from jaxrl57.train import list_settings
             return list_settings(request)

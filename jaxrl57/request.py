@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -113,6 +114,34 @@ class ReportRequest:
         return self
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalRequest:
+    """`jaxrl57 eval`, parsed."""
+
+    run_dir: str
+    episodes: int | None = None
+    epsilon: float | None = None
+    seed: int | None = None
+    member: int | None = None
+    video: str | None = None
+    out: str | None = None
+
+    def check(self) -> EvalRequest:
+        if self.episodes is not None and self.episodes < 1:
+            raise UsageError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.epsilon is not None and not 0.0 <= self.epsilon <= 1.0:
+            raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon}")
+        if self.member is not None and self.member < 0:
+            raise UsageError(f"--member must be >= 0, got {self.member}")
+        if self.video is not None:
+            if not self.video.lower().endswith((".gif", ".mp4")):
+                raise UsageError(f"--video {self.video}: give a .gif or .mp4 file name")
+            folder = os.path.dirname(os.path.abspath(self.video))
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+                raise UsageError(f"--video {self.video}: cannot write into {folder}")
+        return self
+
+
 def _strings(value) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -184,5 +213,5 @@ def parse_members(seed: int, seeds: int, sweep: Iterable[str]
     return members_seeds, overrides
 
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_NON_FINITE", "Member", "ReportRequest", "TrainRequest",
-           "UsageError", "parse_env_args", "parse_members", "parse_sets"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_NON_FINITE", "EvalRequest", "Member", "ReportRequest",
+           "TrainRequest", "UsageError", "parse_env_args", "parse_members", "parse_sets"]

@@ -73,18 +73,26 @@ def list_settings(args: TrainRequest) -> int:
     return 0
 
 
-def run_training(args: TrainRequest, start_time: float) -> int:
-    """`jaxrl57 train`: build the driver the request names, train, write the run folder."""
-    if args.resume:
-        args = args.resumed_from(_load_args(args.resume), args.resume)
+@dataclasses.dataclass(frozen=True)
+class ResolvedRun:
+    """A run's request resolved: settings of the run and of each member, seeds,
+    env arguments."""
+
+    base: configs.Settings
+    member_settings: list
+    seeds: list[int]
+    member_overrides: list[dict]
+    env_kwargs: dict
+
+
+def resolve_run(args: TrainRequest) -> ResolvedRun:
+    """The settings of the run `args` asks for, checked against the env and the
+    machine's memory before anything is allocated; bad ones exit 2."""
     members = args.members
     seeds = [m.seed for m in members]
     member_overrides = [dict(m.overrides) for m in members]
     overrides = args.overrides
     env_kwargs = args.env_kwargs
-
-    from jaxrl57 import envs
-
     try:
         spec = envs.env_spec(args.env, **env_kwargs)
     except envs.UnknownEnvError as e:
@@ -117,25 +125,53 @@ def run_training(args: TrainRequest, start_time: float) -> int:
         check_fits(base, spec, len(seeds), members_per_device=per_device)
     except ValueError as e:  # too large, or settings the env cannot take
         _fail(str(e))
+    return ResolvedRun(base, member_settings, seeds, member_overrides, env_kwargs)
+
+
+def build_driver(args: TrainRequest, run: ResolvedRun):
+    """The run's driver (`build.make_driver`), or exit 2 for a pipeline the env or the
+    members cannot take."""
+    pipeline = run.base.envpool.pipeline
+    if envs.is_jax_env(args.env) and pipeline != "sync":
+        _fail(f"pipeline={pipeline} drives EnvPool envs; {args.env} runs "
+              f"on the device (drop --set pipeline=...)")
+    if pipeline == "async" and len(run.seeds) > 1:
+        _fail("--seeds/--sweep with pipeline=async are not supported yet; use pipeline=sync")
+    from jaxrl57.build import make_driver
+
+    try:
+        return make_driver(args.env, run.base, [s.hparams for s in run.member_settings],
+                           run.seeds, env_kwargs=run.env_kwargs)
+    except ValueError as e:  # settings the env cannot take (e.g. replay_storage=frames)
+        _fail(str(e))
+
+
+def load_state(driver, path: str, num_rows: int) -> tuple[list[dict], float]:
+    """Restores the checkpoint at `path` into `driver` (exit 2 if it is corrupt or
+    of another run); returns its metric rows and wall time."""
+    template = _release_state(driver)
+    try:
+        state, meta = checkpoint.load(path, like=template)
+        rows, wall = _checked_meta(path, meta, driver.num_members, num_rows)
+    except checkpoint.CheckpointError as e:
+        _fail(str(e))
+    driver.set_state(state)
+    return rows, wall
+
+
+def run_training(args: TrainRequest, start_time: float) -> int:
+    """`jaxrl57 train`: build the driver the request names, train, write the run folder."""
+    if args.resume:
+        args = args.resumed_from(_load_args(args.resume), args.resume)
+    run = resolve_run(args)
+    base, seeds, member_overrides = run.base, run.seeds, run.member_overrides
 
     out = args.out or os.path.join("runs", f"{args.agent}-{args.env.replace(':', '_')}"
                                            f"-s{args.seed}")
     os.makedirs(out, exist_ok=True)
     if not args.resume:
         reporting.write_json(os.path.join(out, "args.json"), args.saved())
-
-    if envs.is_jax_env(args.env) and base.envpool.pipeline != "sync":
-        _fail(f"pipeline={base.envpool.pipeline} drives EnvPool envs; {args.env} runs "
-              f"on the device (drop --set pipeline=...)")
-    if base.envpool.pipeline == "async" and len(seeds) > 1:
-        _fail("--seeds/--sweep with pipeline=async are not supported yet; use pipeline=sync")
-    from jaxrl57.build import make_driver
-
-    try:
-        driver = make_driver(args.env, base, [s.hparams for s in member_settings], seeds,
-                             env_kwargs=env_kwargs)
-    except ValueError as e:  # settings the env cannot take (e.g. replay_storage=frames)
-        _fail(str(e))
+    driver = build_driver(args, run)
 
     ckpt_path = os.path.join(out, CKPT)
     rows: list[dict] = []
@@ -146,14 +182,7 @@ def run_training(args: TrainRequest, start_time: float) -> int:
                 _fail(f"--resume {out}: {OLD_CKPT} is of the old pickle format, which is no "
                       f"longer supported (loading it could run code); start a new run")
             _fail(f"--resume {out}: no checkpoint there yet")
-        template = _release_state(driver)
-        try:
-            state, meta = checkpoint.load(ckpt_path, like=template)
-            rows, prior_wall = _checked_meta(ckpt_path, meta, len(seeds),
-                                             base.run_config.num_rows)
-        except checkpoint.CheckpointError as e:
-            _fail(str(e))
-        driver.set_state(state)
+        rows, prior_wall = load_state(driver, ckpt_path, base.run_config.num_rows)
     try:
         return _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall,
                      start_time)

@@ -76,3 +76,6 @@ class JaxEnv(NamedTuple):
     reset: Callable[[jax.Array], tuple[Any, jax.Array]]
     step: Callable[
         [jax.Array, Any, jax.Array], tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array]]
+    # One env's state -> uint8 [H, W, 3], for people to watch (`envs.render`);
+    # None where the game has no drawing.
+    render: Callable[[Any], jax.Array] | None = None

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl57.envs import render
 from jaxrl57.envs.base import EnvSpec, JaxEnv
 
 GRAVITY = 9.8
@@ -81,4 +82,31 @@ def make_cartpole() -> JaxEnv:
         num_actions=2,
         max_episode_steps=MAX_EPISODE_STEPS,
     )
-    return JaxEnv(spec, _reset, _step)
+    return JaxEnv(spec, _reset, _step, render_cartpole)
+
+
+# The drawing of gymnasium's CartPole-v1 (`classic_control/cartpole.py`), scaled
+# down: the track spans +-X_THRESHOLD metres over the image's width.
+RENDER_HEIGHT, RENDER_WIDTH = 120, 240
+_SCALE = RENDER_WIDTH / (2 * X_THRESHOLD)  # pixels per metre
+_CART_W, _CART_H = 0.4 * _SCALE, 0.24 * _SCALE
+_TRACK_ROW = 0.8 * RENDER_HEIGHT
+
+
+def render_cartpole(state: CartPoleState) -> jax.Array:
+    """uint8 [120, 240, 3]: the track, the cart at x and the pole at angle theta
+    (positive leans right), 2 * LENGTH long from the cart's top."""
+    x, _, theta, _ = state.physics
+    centre = RENDER_WIDTH / 2 + x * _SCALE
+    top = _TRACK_ROW - _CART_H
+    image = render.canvas(RENDER_HEIGHT, RENDER_WIDTH)
+    image = render.paint(image, render.rect_mask(RENDER_HEIGHT, RENDER_WIDTH, _TRACK_ROW - 1,
+                                                  0, _TRACK_ROW + 1, RENDER_WIDTH),
+                          render.TRACK)
+    image = render.paint(image, render.rect_mask(RENDER_HEIGHT, RENDER_WIDTH, top,
+                                                  centre - _CART_W / 2, _TRACK_ROW,
+                                                  centre + _CART_W / 2), render.CART)
+    pole = 2 * LENGTH * _SCALE
+    tip = (top - jnp.cos(theta) * pole, centre + jnp.sin(theta) * pole)
+    return render.paint(image, render.segment_mask(RENDER_HEIGHT, RENDER_WIDTH, (top, centre),
+                                                    tip, 0.04 * _SCALE), render.POLE)

@@ -18,12 +18,14 @@ most `size // 2 <= size - 1` moves to reach any column, so an optimal policy ret
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl57.envs import render
 from jaxrl57.envs.base import EnvSpec, JaxEnv, int_arg
 
 
@@ -75,4 +77,12 @@ def make_catch(size: int = 8) -> JaxEnv:
         num_actions=3,
         max_episode_steps=size,
     )
-    return JaxEnv(spec, reset, step)
+    return JaxEnv(spec, reset, step, functools.partial(render_catch, size=size))
+
+
+def render_catch(state: CatchState, size: int, scale: int = 16) -> jax.Array:
+    """uint8 [size * scale, size * scale, 3]: the grid, `scale` pixels a cell, with
+    the paddle and the ball (the ball in front, so a catch shows it on the paddle)."""
+    return render.grid_cells(size, size, [
+        (jnp.int32(size - 1), state.paddle_col, render.PADDLE),
+        (state.ball_row, state.ball_col, render.BALL)], scale)

@@ -61,7 +61,7 @@ class JaxDriver:
 
     def __init__(self, agent, env, run: RunConfig, hparams, seeds: list[int]):
         """`hparams`: the members' traced hyperparameters, stacked ([K] leaves)."""
-        self.agent = agent
+        self.agent, self.env, self.run = agent, env, run
         init, run_rows = make_runner(agent, env, run)
         self.metric_names = tuple(n for n in agent.metric_names if n != "updated")
         self.num_members = len(seeds)

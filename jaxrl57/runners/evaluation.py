@@ -40,32 +40,66 @@ def eval_horizon(max_episode_steps: int, max_steps: int = 0) -> int:
     return min(max_episode_steps, max_steps) if max_steps > 0 else max_episode_steps
 
 
-def make_scan_evaluate(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: int = 0):
-    """`evaluate(view, key) -> mean return` of `num_episodes` episodes of a JAX env
-    (`view`: `agent.view` of the learner state), as one `lax.scan` of the
-    horizon's length (finished episodes are masked)."""
+class Episodes(NamedTuple):
+    """The evaluation episodes of a JAX env: undiscounted returns and lengths [n],
+    and, when recorded, the env states of episode 0 (leaves [horizon + 1, ...]:
+    the state before each step, then the one after the last) with how many of
+    them belong to the episode (`lengths[0] + 1`)."""
+
+    returns: jax.Array
+    lengths: jax.Array
+    first_states: Any = None
+
+
+def make_scan_episodes(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: int = 0,
+                       record: bool = False):
+    """`play(view, key) -> Episodes` of `num_episodes` episodes of a JAX env (`view`:
+    `agent.view` of the learner state) with the evaluation actor, as one `lax.scan`
+    of the horizon's length (finished episodes are masked). `record` keeps the
+    env states of episode 0, for rendering it."""
     horizon = eval_horizon(env.spec.max_episode_steps, max_steps)
     actor = agent.eval_actor
+    first = lambda tree: jax.tree.map(lambda x: x[0], tree)  # noqa: E731
 
-    def evaluate(view, key):
+    def play(view, key):
         reset_key, key = jax.random.split(key)
         env_state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
 
         def body(carry, _):
-            env_state, obs, actor_state, returns, alive, key = carry
+            env_state, obs, actor_state, returns, lengths, alive, key = carry
             key, act_key, step_key = jax.random.split(key, 3)
+            before = first(env_state) if record else None
             actions, actor_state = actor.act(view, actor_state, obs, act_key)
             env_state, obs, reward, term, trunc = jax.vmap(env.step)(
                 jax.random.split(step_key, num_episodes), env_state, actions)
             actor_state = actor.observe(actor_state, actions, reward, term | trunc)
             returns = returns + jnp.where(alive, reward, 0.0)
+            lengths = lengths + alive.astype(jnp.int32)
             alive = alive & ~(term | trunc)
-            return (env_state, obs, actor_state, returns, alive, key), None
+            return (env_state, obs, actor_state, returns, lengths, alive, key), before
 
-        init = (env_state, obs, actor.init(view, num_episodes),
-                jnp.zeros(num_episodes), jnp.ones(num_episodes, bool), key)
-        (_, _, _, returns, _, _), _ = jax.lax.scan(body, init, length=horizon)
-        return jnp.mean(returns)
+        init = (env_state, obs, actor.init(view, num_episodes), jnp.zeros(num_episodes),
+                jnp.zeros(num_episodes, jnp.int32), jnp.ones(num_episodes, bool), key)
+        (last, _, _, returns, lengths, _, _), befores = jax.lax.scan(body, init,
+                                                                   length=horizon)
+        if not record:
+            return Episodes(returns, lengths)
+        # Envs are not reset here, so the state after episode 0's last step
+        # (step lengths[0] - 1) is the state before the next one, or the scan's
+        # last: states[:lengths[0] + 1] is the whole episode.
+        states = jax.tree.map(lambda b, x: jnp.concatenate([b, x[None]]), befores, first(last))
+        return Episodes(returns, lengths, states)
+
+    return play
+
+
+def make_scan_evaluate(agent: Agent, env: JaxEnv, num_episodes: int, max_steps: int = 0):
+    """`evaluate(view, key) -> mean return` of `make_scan_episodes`' episodes: the
+    score of a row of the on-device runner."""
+    play = make_scan_episodes(agent, env, num_episodes, max_steps)
+
+    def evaluate(view, key):
+        return jnp.mean(play(view, key).returns)
 
     return evaluate
 
@@ -93,16 +127,19 @@ def _by_member(num_members: int, x):
     return x.reshape((num_members, -1) + x.shape[1:])
 
 
-def host_evaluate(envs, actor: MemberActor, view, key, split2: Callable,
-                  num_members: int, horizon: int) -> np.ndarray:
-    """Per member `[K]`, the mean first-episode return of its envs, stepping the
-    EnvPool adapter `envs` (K * n envs, freshly reset) from Python.
+def host_episodes(envs, actor: MemberActor, view, key, split2: Callable, num_members: int,
+                  horizon: int, record_first: bool = False):
+    """The first episode of each env of the EnvPool adapter `envs` (K * n envs,
+    freshly reset), stepped from Python: `(returns [K * n], lengths [K * n],
+    observations of env 0 during its episode or None)`.
 
     `actor`'s functions are jitted by the caller (`init` with `n` static);
     `split2(keys [K, 2]) -> (keys, act_keys)` advances the members' keys."""
     obs = envs.reset()
     returns = np.zeros(envs.num_envs)
+    lengths = np.zeros(envs.num_envs, np.int64)
     alive = np.ones(envs.num_envs, bool)
+    frames = [obs[0]] if record_first else None
     actor_state = actor.init(view, envs.num_envs // num_members)
     for _ in range(horizon):
         key, act_key = split2(key)
@@ -114,11 +151,21 @@ def host_evaluate(envs, actor: MemberActor, view, key, split2: Callable,
         actor_state = actor.observe(actor_state, actions, _by_member(num_members, out.reward),
                                     _by_member(num_members, done))
         returns += np.where(alive, out.reward, 0.0)
+        lengths += alive
+        if record_first and alive[0]:
+            frames.append(out.final_obs[0])  # the observation reached, final or not
         alive &= ~done
         obs = out.obs
         if not alive.any():
             break
     envs.pop_episode_stats()
+    return returns, lengths, frames
+
+
+def host_evaluate(envs, actor: MemberActor, view, key, split2: Callable, num_members: int,
+                  horizon: int) -> np.ndarray:
+    """Per member `[K]`, the mean first-episode return of its envs (`host_episodes`)."""
+    returns, _, _ = host_episodes(envs, actor, view, key, split2, num_members, horizon)
     return _by_member(num_members, returns).mean(axis=1)
 
 
@@ -198,5 +245,6 @@ def make_xla_evaluate(pool, actor: MemberActor, split2: Callable, num_members: i
     return evaluate
 
 
-__all__ = ["MemberActor", "eval_horizon", "first_episode_returns", "host_evaluate",
-           "make_scan_evaluate", "make_xla_evaluate", "member_actor"]
+__all__ = ["Episodes", "MemberActor", "eval_horizon", "first_episode_returns", "host_episodes",
+           "host_evaluate", "make_scan_episodes", "make_scan_evaluate", "make_xla_evaluate",
+           "member_actor"]

@@ -44,6 +44,7 @@ class RunnerState(NamedTuple):
     episode_return: jax.Array  # [E] running undiscounted return
     episode_length: jax.Array  # [E]
     row: jax.Array  # int32: log rows completed
+    eval_key: jax.Array  # the key of the last row's evaluation (`jaxrl57 eval` replays it)
 
 
 def _where_done(done, new, old):
@@ -67,7 +68,7 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
             agent=learner, actor=agent.actor.init(agent.view(learner), E),
             env_state=env_state, obs=obs, key=key,
             episode_return=jnp.zeros(E), episode_length=jnp.zeros(E, jnp.int32),
-            row=jnp.zeros((), jnp.int32))
+            row=jnp.zeros((), jnp.int32), eval_key=jnp.zeros_like(key))
 
     metric_names = tuple(n for n in agent.metric_names if n != "updated")
     zero_metrics = {name: jnp.zeros(()) for name in metric_names}
@@ -122,7 +123,7 @@ def make_runner(agent: Agent, env: JaxEnv, config: RunConfig):
         (state, stats), _ = jax.lax.scan(phase, (state, stats),
                                          length=config.phases_per_row)
         key, eval_key = jax.random.split(state.key)
-        state = state._replace(key=key, row=state.row + 1)
+        state = state._replace(key=key, row=state.row + 1, eval_key=eval_key)
         # Every row is evaluated (a cond here would carry the whole agent state).
         eval_return = evaluate(agent.view(state.agent), eval_key)
         row = log_row(jnp, env_steps=state.row * config.steps_per_row,
