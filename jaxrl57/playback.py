@@ -21,7 +21,8 @@ Output: a table on stdout and `eval.json` in `--out` (default RUN_DIR/eval):
 per member the mean, std, min and max return, the episode lengths and, for
 Atari games, the human-normalized score. `--video FILE` (.gif, or .mp4 with
 imageio's ffmpeg plugin) records the first episode of the first member
-evaluated: JAX games drawn by their `render` function (`envs.render`), Atari
+evaluated: JAX games drawn by their `render` function (`envs.render`: Catch,
+CartPole, MaskedCartPole, Cave, MemoryChain), Atari
 games as the agent sees them (the newest of the stacked 84x84 grey frames).
 """
 

@@ -71,6 +71,38 @@ def test_cartpole_draws_cart_and_pole_where_the_state_puts_them():
     assert cols.size and cols.min() > centre + 5, cols
 
 
+def test_cave_draws_walls_passage_and_player_of_the_newest_frame():
+    from jaxrl57.envs.cave import render_cave
+
+    env = envs.make_env("jax:Cave", size=12, frames=2)
+    state, _ = env.reset(jax.random.PRNGKey(0))
+    state, *_ = env.step(jax.random.PRNGKey(1), state, jnp.int32(1))
+    image = np.asarray(jax.jit(render_cave, static_argnums=1)(state, 2))
+    assert image.shape == (24, 24, 3)
+    frame = np.asarray(state.frames[..., -1])
+    cells = image[::2, ::2]
+    np.testing.assert_array_equal(np.all(cells == render.FOREGROUND, -1), frame == 255)
+    np.testing.assert_array_equal(np.all(cells == render.BALL, -1), frame == 128)
+    np.testing.assert_array_equal(np.all(cells == BG, -1), frame == 0)
+
+
+def test_memory_chain_shows_the_cue_only_while_the_agent_sees_it():
+    from jaxrl57.envs.memory import CUE_COLORS, MemoryChainState, render_memory_chain
+
+    draw = jax.jit(render_memory_chain, static_argnums=(1, 2))
+    start = np.asarray(draw(MemoryChainState(jnp.int32(1), jnp.int32(0)), 3, 1))
+    assert start.shape == (2, 4, 3)
+    np.testing.assert_array_equal(start[0, 0], CUE_COLORS[1])
+    np.testing.assert_array_equal(start[1, 0], PADDLE)  # the agent at the start
+    later = np.asarray(draw(MemoryChainState(jnp.int32(1), jnp.int32(2)), 3, 1))
+    np.testing.assert_array_equal(later[0], np.broadcast_to(BG, (4, 3)))  # cue gone
+    np.testing.assert_array_equal(later[1, 2], PADDLE)
+    np.testing.assert_array_equal(later[1, 3], render.TRACK)  # the query cell ahead
+    masked = envs.make_env("jax:MaskedCartPole-v1")
+    state, _ = masked.reset(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(masked.render(state), render_cartpole(state))
+
+
 @pytest.fixture(scope="module")
 def catch_run(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("eval") / "catch")

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl57.envs import render
 from jaxrl57.envs.base import EnvSpec, JaxEnv, int_arg
 
 MAX_EPISODE_STEPS = 1000
@@ -105,4 +106,14 @@ def make_cave(size: int = 48, frames: int = 4) -> JaxEnv:
         num_actions=2,
         max_episode_steps=MAX_EPISODE_STEPS,
     )
-    return JaxEnv(spec, reset, step)
+    return JaxEnv(spec, reset, step, render_cave)
+
+
+def render_cave(state: CaveState, scale: int = 4) -> jax.Array:
+    """uint8 [size * scale, size * scale, 3]: the newest frame of the state's stack,
+    walls, passage and player in colour, `scale` pixels a cell."""
+    frame = state.frames[..., -1]
+    image = jnp.where((frame == WALL)[..., None], jnp.asarray(render.FOREGROUND, jnp.uint8),
+                      jnp.asarray(render.BACKGROUND, jnp.uint8))
+    image = jnp.where((frame == PLAYER)[..., None], jnp.asarray(render.BALL, jnp.uint8), image)
+    return jnp.repeat(jnp.repeat(image, scale, axis=0), scale, axis=1)

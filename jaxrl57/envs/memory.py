@@ -14,14 +14,16 @@ must answer with action `c`. See `make_memory_chain` for the layout and the retu
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl57.envs import render
 from jaxrl57.envs.base import EnvSpec, JaxEnv, int_arg
-from jaxrl57.envs.cartpole import CartPoleState, make_cartpole
+from jaxrl57.envs.cartpole import CartPoleState, make_cartpole, render_cartpole
 
 # ---------------------------------------------------------------- MaskedCartPole
 
@@ -54,7 +56,7 @@ def make_masked_cartpole() -> JaxEnv:
         num_actions=cartpole.spec.num_actions,
         max_episode_steps=cartpole.spec.max_episode_steps,
     )
-    return JaxEnv(spec, reset, step)
+    return JaxEnv(spec, reset, step, render_cartpole)
 
 
 # ---------------------------------------------------------------- MemoryChain
@@ -123,4 +125,20 @@ def make_memory_chain(length: int = 10, num_cues: int = 2) -> JaxEnv:
         num_actions=num_cues,
         max_episode_steps=length + 1,
     )
-    return JaxEnv(spec, reset, step)
+    return JaxEnv(spec, reset, step,
+                  functools.partial(render_memory_chain, length=length))
+
+
+CUE_COLORS = ((240, 200, 40), (220, 80, 80), (80, 200, 120), (170, 110, 230))
+
+
+def render_memory_chain(state: MemoryChainState, length: int, scale: int = 16) -> jax.Array:
+    """uint8 [2 * scale, (length + 1) * scale, 3]: the top row shows the cue in its
+    colour at t = 0 only (as the agent sees it), the bottom row the agent's place
+    on the way to the query cell (grey, the last one)."""
+    cue_color = jnp.asarray(CUE_COLORS, jnp.uint8)[state.cue % len(CUE_COLORS)]
+    cue_row = jnp.where(state.t == 0, 0, -1)  # off the grid once the cue is gone
+    return render.grid_cells(2, length + 1, [
+        (jnp.int32(1), jnp.int32(length), render.TRACK),
+        (jnp.int32(1), jnp.minimum(state.t, length), render.PADDLE),
+        (cue_row, jnp.int32(0), cue_color)], scale)
