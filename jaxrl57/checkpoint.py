@@ -238,9 +238,10 @@ def _check_like(path: str, manifest: dict, like: Any) -> tuple[list, Any]:
     if (str(treedef) != manifest["treedef"] or len(stored) != len(path_leaves)
             or any(jax.tree_util.keystr(k) != e["path"]
                    for (k, _), e in zip(path_leaves, stored, strict=True))):
-        raise CheckpointError(f"checkpoint {path} was written by a different configuration, "
-                              f"or by an older jaxrl57 whose state had another layout (runs "
-                              f"before the actor/learner split); start a new run")
+        raise CheckpointError(f"checkpoint {path} does not match this run's state "
+                              f"({_layout_difference(stored, path_leaves)}): it was written "
+                              f"with other settings, or by a jaxrl57 whose state had another "
+                              f"layout; start a new run")
     for (k, x), e in zip(path_leaves, stored, strict=True):
         key_impl = None
         if _is_key(x):
@@ -257,6 +258,21 @@ def _check_like(path: str, manifest: dict, like: Any) -> tuple[list, Any]:
                 f"{got[1]}{list(got[0])}, expected {want[1]}{list(want[0])}"
                 + (f" ({got[2]!r} keys, expected {want[2]!r})" if got[2] != want[2] else ""))
     return [x for _, x in path_leaves], treedef
+
+
+def _layout_difference(stored: list, path_leaves: list) -> str:
+    """The first leaves by which a stored state and the run's template differ, as text."""
+    have = [e["path"] for e in stored]
+    want = [jax.tree_util.keystr(k) for k, _ in path_leaves]
+    missing = [p for p in want if p not in set(have)]
+    extra = [p for p in have if p not in set(want)]
+
+    def some(paths):
+        return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+    parts = ([f"it lacks {some(missing)}"] if missing else []) + (
+        [f"it has {some(extra)} that this run does not"] if extra else [])
+    return "; ".join(parts) or "its leaves are in another order or tree"
 
 
 def load(path: str, like: Any | None = None) -> tuple[Any, dict]:

@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write every metrics.csv value as TensorBoard scalars to "
                             "OUT/tensorboard (needs tensorboardX: pip install "
                             "'jaxrl57[tensorboard]')")
+    train.add_argument("--video-every", type=int, default=0, metavar="ROWS",
+                       help="record member 0's first evaluation episode every ROWS log rows "
+                            "into OUT/videos (.mp4 with imageio-ffmpeg, else .gif; needs "
+                            "imageio: pip install 'jaxrl57[video]')")
     report = sub.add_parser("report", help="aggregate training runs into a table and plots")
     report.error = parser.error  # type: ignore[method-assign]
     report.add_argument("dirs", nargs="+", metavar="DIR",
@@ -204,7 +208,7 @@ def request_of(args: argparse.Namespace) -> TrainRequest | ReportRequest | EvalR
         seed=args.seed, seeds=args.seeds, sweep=tuple(args.sweep), set=tuple(args.set),
         out=args.out, checkpoint_every=args.checkpoint_every,
         no_compile_cache=args.no_compile_cache, resume=args.resume,
-        progress=not args.no_progress, tensorboard=args.tensorboard,
+        progress=not args.no_progress, tensorboard=args.tensorboard, video_every=args.video_every,
         list_settings=args.list_settings).check()
 
 

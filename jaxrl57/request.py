@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -36,7 +35,7 @@ class TrainRequest:
     """`jaxrl57 train`, parsed.
 
     The first fields are what `args.json` records (and `--resume` reads back);
-    `progress`, `tensorboard` and `resume` belong to one invocation only.
+    `progress`, `tensorboard`, `video_every` and `resume` belong to one invocation only.
     """
 
     agent: str = "dqn"
@@ -53,6 +52,7 @@ class TrainRequest:
     resume: str | None = None
     progress: bool = True
     tensorboard: bool = False
+    video_every: int = 0  # record an evaluation episode every this many log rows (0: never)
     list_settings: bool = False  # print the settings of (agent, env, --set, --steps), train nothing
 
     @property
@@ -73,6 +73,8 @@ class TrainRequest:
         _ = self.members, self.overrides, self.env_kwargs
         if self.checkpoint_every < 1:
             raise UsageError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        if self.video_every < 0:
+            raise UsageError(f"--video-every must be >= 0, got {self.video_every}")
         return self
 
     def saved(self) -> dict[str, Any]:
@@ -133,12 +135,6 @@ class EvalRequest:
             raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon}")
         if self.member is not None and self.member < 0:
             raise UsageError(f"--member must be >= 0, got {self.member}")
-        if self.video is not None:
-            if not self.video.lower().endswith((".gif", ".mp4")):
-                raise UsageError(f"--video {self.video}: give a .gif or .mp4 file name")
-            folder = os.path.dirname(os.path.abspath(self.video))
-            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-                raise UsageError(f"--video {self.video}: cannot write into {folder}")
         return self
 
 

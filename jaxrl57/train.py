@@ -26,7 +26,7 @@ import time
 import jax
 import numpy as np
 
-from jaxrl57 import checkpoint, configs, envs, reporting
+from jaxrl57 import checkpoint, configs, envs, recording, reporting
 from jaxrl57.evaluation import canonical_game_name, human_normalized_score
 from jaxrl57.request import EXIT_NON_FINITE, TrainRequest, UsageError
 
@@ -171,7 +171,11 @@ def run_training(args: TrainRequest, start_time: float) -> int:
     os.makedirs(out, exist_ok=True)
     if not args.resume:
         reporting.write_json(os.path.join(out, "args.json"), args.saved())
+    if args.video_every:  # before any training: imageio is there, the folder writable
+        recording.check_writable_folder(os.path.join(out, "videos"), "--video-every")
+        recording.check_video_path(os.path.join(out, "videos", "row.gif"), "--video-every")
     driver = build_driver(args, run)
+    videos = _video_recorder(args, run, driver, out) if args.video_every else None
 
     ckpt_path = os.path.join(out, CKPT)
     rows: list[dict] = []
@@ -185,11 +189,37 @@ def run_training(args: TrainRequest, start_time: float) -> int:
         rows, prior_wall = load_state(driver, ckpt_path, base.run_config.num_rows)
     try:
         return _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall,
-                     start_time)
+                     start_time, videos)
     finally:
         close = getattr(driver, "close", None)  # the async pipeline's actor thread
         if close is not None:
             close()
+
+
+def _video_recorder(args: TrainRequest, run: ResolvedRun, driver, out: str):
+    """`record(row, env_steps)` for `--video-every`: member 0's first evaluation
+    episode of the row, written to OUT/videos. On a JAX env it is the row's own
+    evaluation episode 0 (the key the row evaluated with); on EnvPool, an episode
+    of a one-env evaluation pool seeded like member 0's first evaluation env."""
+    from jaxrl57.build import EVAL_SEED_OFFSET
+
+    player = recording.Player(driver, args.env, run.env_kwargs,
+                              run.seeds[0] + EVAL_SEED_OFFSET)
+    if why := player.can_record():
+        _fail(f"--video-every: {why}")
+    folder = os.path.join(out, "videos")
+    ext = ".mp4" if recording.mp4_supported() else ".gif"
+
+    def record(row: int, env_steps: int) -> None:
+        if player.is_jax:  # all of the row's episodes: episode 0 is the row's own
+            key, episodes = driver.state.eval_key[0], run.base.run_config.eval_episodes
+        else:
+            key, episodes = jax.random.PRNGKey(run.seeds[0] + row), 1
+        frames = player.play(0, episodes, key, record=True).frames
+        recording.write_video(os.path.join(folder, f"row{row:04d}-{env_steps}steps{ext}"),
+                              frames, recording.video_fps(args.env))
+
+    return record
 
 
 def _release_state(driver):
@@ -253,7 +283,8 @@ def _log_scalars(writer, rows: list[dict], header: list[str]) -> None:
     writer.flush()
 
 
-def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, start_time):
+def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, start_time,
+          videos=None):
     run_cfg = base.run_config
     total_rows = run_cfg.num_rows
     K = len(seeds)
@@ -303,6 +334,8 @@ def _loop(args, driver, base, seeds, member_overrides, out, rows, prior_wall, st
         if done_rows % max(args.checkpoint_every, 1) == 0 or done_rows == total_rows:
             checkpoint.save(ckpt_path, driver.get_state(), {"rows": rows, "wall_s": wall})
             saved_rows = done_rows
+        if videos is not None and done_rows % args.video_every == 0:
+            videos(done_rows, done_rows * run_cfg.steps_per_row)
         reporting.write_csv(os.path.join(out, "metrics.csv"), header, rows)
         # After every row, so an unfinished run's members are on record for `report`.
         reporting.write_json(os.path.join(out, "summary.json"),

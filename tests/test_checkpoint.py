@@ -149,11 +149,31 @@ def test_round_trip_of_a_nested_state(tmp_path):
     np.testing.assert_array_equal(leaves[1], jax.random.key_data(saved.inner.key))
 
 
+class _Grown(NamedTuple):  # a state that gained a field since the checkpoint was written
+    inner: _Inner
+    table: dict
+    raw_key: jax.Array
+    eval_key: jax.Array
+
+
+def test_a_state_layout_change_names_the_leaves_that_differ(tmp_path):
+    path = str(tmp_path / CKPT)
+    old = _nested(1)
+    checkpoint.save(path, old, {})
+    grown = _Grown(*_nested(0), eval_key=jnp.zeros(2, jnp.uint32))
+    with pytest.raises(checkpoint.CheckpointError, match=r"it lacks \.eval_key\b"):
+        checkpoint.load(path, like=grown)
+    checkpoint.save(path, grown, {})
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"it has \.eval_key that this run does not"):
+        checkpoint.load(path, like=old)
+
+
 def test_load_refuses_other_structures_dtypes_and_keys(tmp_path):
     path = str(tmp_path / CKPT)
     checkpoint.save(path, _nested(1), {})
     # A static field is part of the structure.
-    with pytest.raises(checkpoint.CheckpointError, match="different configuration"):
+    with pytest.raises(checkpoint.CheckpointError, match="another order or tree"):
         checkpoint.load(path, like=_nested(0, n=4))
     t = _nested(0)
     with pytest.raises(checkpoint.CheckpointError, match=r"does not match.*\.inner\.w"):

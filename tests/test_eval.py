@@ -132,6 +132,18 @@ def test_eval_replays_the_runs_last_evaluation(catch_run, tmp_path, capsys):
         assert m["episodes"] == 100 and len(m["returns"]) == 100
         assert set(m["returns"]) <= {-1.0, 1.0} and m["lengths"] == [7] * 100
     assert "last row's eval" in capsys.readouterr().out
+    # The replay is of the run's episodes, not of any: this short run's policy is
+    # imperfect, and other keys (--seed) or another epsilon play other episodes.
+    returns = [m["returns"] for m in record["members"]]
+    assert any(len(set(r)) == 2 for r in returns), returns
+    assert main(["eval", catch_run, "--seed", "5", "--out", out]) == 0
+    with open(os.path.join(out, "eval.json")) as f:
+        other = json.load(f)
+    assert other["replays_last_evaluation"] is False
+    assert [m["returns"] for m in other["members"]] != returns
+    assert main(["eval", catch_run, "--epsilon", "0.5", "--out", out]) == 0
+    with open(os.path.join(out, "eval.json")) as f:
+        assert json.load(f)["replays_last_evaluation"] is False
 
 
 def test_eval_one_member_other_episodes_and_a_video(catch_run, tmp_path):
@@ -162,6 +174,23 @@ def test_eval_bad_options_exit_2(catch_run, capsys, extra, needle):
     assert needle in err and err.count("\n") == 1, err
 
 
+def test_eval_unwritable_outputs_exit_2_before_playing(catch_run, tmp_path, capsys, monkeypatch):
+    from jaxrl57 import recording
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert main(["eval", catch_run, "--out", str(a_file / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "--out: cannot create" in err and err.count("\n") == 1, err
+    monkeypatch.setattr(recording, "mp4_supported", lambda: False)
+    played = []
+    monkeypatch.setattr(recording.Player, "play", lambda *a, **k: played.append(1))
+    assert main(["eval", catch_run, "--video", str(tmp_path / "v.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "ffmpeg plugin" in err and err.count("\n") == 1, err
+    assert not played
+
+
 def test_eval_bad_folders_exit_2(catch_run, tmp_path, capsys):
     no_ckpt = tmp_path / "no_ckpt"
     no_ckpt.mkdir()
@@ -172,19 +201,48 @@ def test_eval_bad_folders_exit_2(catch_run, tmp_path, capsys):
         assert main(["eval", str(folder)]) == 2
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1, err
+    (no_ckpt / "checkpoint.ckpt").write_bytes(b"JAXRL57-CKPT-1 ")
+    for folder, needle in ((no_ckpt, "old pickle format"),):
+        assert main(["eval", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
 
 
 def test_eval_of_an_envpool_run(tmp_path, capsys):
     pytest.importorskip("envpool")
     run = str(tmp_path / "cp")
-    assert main(["train", "dqn", "--env", "CartPole-v1", "--steps", "800", "--no-progress",
+    assert main(["train", "dqn", "--env", "CartPole-v1", "--steps", "2400", "--no-progress",
                  "--set", "num_rows=1", "--set", "learning_starts=200", "--set",
-                 "eval_episodes=2", "--out", run]) == 0
-    assert main(["eval", run, "--episodes", "3", "--out", str(tmp_path / "e")]) == 0
+                 "eval_episodes=3", "--set", "eval_epsilon=0", "--seeds", "2",
+                 "--out", run]) == 0
+    assert main(["eval", run, "--out", str(tmp_path / "e")]) == 0
     with open(tmp_path / "e" / "eval.json") as f:
-        member = json.load(f)["members"][0]
-    assert member["episodes"] == 3 and member["min"] >= 8  # CartPole's shortest episode
-    assert member["lengths"] == [int(r) for r in member["returns"]]  # reward 1 a step
+        members = json.load(f)["members"]
+    for member in members:
+        assert member["episodes"] == 3 and member["min"] >= 8  # CartPole's shortest episode
+        assert member["lengths"] == [int(r) for r in member["returns"]]  # reward 1 a step
+    # The run's one evaluation was the first on a fresh pool whose envs for member
+    # m are seeded from m * eval_episodes on; greedy, eval plays those episodes.
+    np.testing.assert_allclose([m["mean"] for m in members], _last_evals(run), rtol=1e-6)
     capsys.readouterr()
     assert main(["eval", run, "--video", str(tmp_path / "v.gif")]) == 2
     assert "observations are not frames" in capsys.readouterr().err
+
+
+def test_train_video_every_records_evaluation_episodes(tmp_path, capsys):
+    pytest.importorskip("imageio")
+    import imageio.v3 as iio
+
+    from jaxrl57 import recording
+
+    out = tmp_path / "run"
+    assert main(["train", "dqn", "--env", "jax:Catch", "--steps", "1500", "--no-progress",
+                 "--set", "num_rows=3", "--set", "learning_starts=200", "--video-every", "2",
+                 "--out", str(out)]) == 0
+    ext = ".mp4" if recording.mp4_supported() else ".gif"
+    assert sorted(os.listdir(out / "videos")) == [f"row0002-1008steps{ext}"]
+    frames = iio.imread(out / "videos" / f"row0002-1008steps{ext}", index=None)
+    assert frames.shape[:3] == (8, 128, 128)  # a whole Catch episode: 7 steps
+    capsys.readouterr()
+    assert main(["train", "--video-every", "-1", "--out", str(tmp_path / "x")]) == 2
+    assert "--video-every must be >= 0" in capsys.readouterr().err

@@ -17,7 +17,8 @@ LOWER = ("jaxrl57.losses", "jaxrl57.networks", "jaxrl57.replay", "jaxrl57.envs",
          "jaxrl57.agents", "jaxrl57.exploration")
 # The front: it resolves settings and builds what the runners are handed.
 FRONT = ("jaxrl57.build", "jaxrl57.cli", "jaxrl57.train", "jaxrl57.report", "jaxrl57.request",
-         "jaxrl57.configs", "jaxrl57.presets", "jaxrl57.reporting")
+         "jaxrl57.configs", "jaxrl57.presets", "jaxrl57.reporting", "jaxrl57.playback",
+         "jaxrl57.recording")
 RUNNERS_AND_FRONT = ("jaxrl57.runners",) + FRONT
 
 
