@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"preset: {', '.join(_agent_names())} (default dqn)")
     train.add_argument("--env", default="jax:CartPole-v1",
                        help="env id: jax:CartPole-v1, jax:Catch, jax:Cave, "
-                            "jax:MaskedCartPole-v1, jax:MemoryChain, or an EnvPool id "
+                            "jax:MaskedCartPole-v1, jax:MemoryChain, jax:Pendulum-v1, "
+                            "jax:MaskedPendulum-v1 (continuous actions), or an EnvPool id "
                             "such as CartPole-v1 or Breakout-v5 (default jax:CartPole-v1)")
     train.add_argument("--env-arg", action="append", default=[], metavar="NAME=VALUE",
                        help="argument of the environment's maker, e.g. size=16 for jax:Catch, "

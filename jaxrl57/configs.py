@@ -26,7 +26,16 @@ class ConfigError(ValueError):
     """Bad user input: unknown names, impossible values."""
 
 
+MUJOCO_TASKS = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup",
+                "InvertedDoublePendulum", "InvertedPendulum", "Pusher", "Reacher", "Swimmer",
+                "Walker2d")
+
+
 def env_family(env_id: str) -> str:
+    if env_id.split("-")[0] in MUJOCO_TASKS:
+        return "mujoco"
+    if env_id.startswith(("jax:Pendulum", "jax:MaskedPendulum", "Pendulum")):
+        return "pendulum"
     if env_id.startswith(("jax:CartPole", "CartPole", "jax:MaskedCartPole")):
         return "cartpole"
     if env_id.startswith("jax:MemoryChain"):
@@ -47,6 +56,8 @@ def fields(family: AgentFamily) -> tuple[dict[str, Any], set[str]]:
 
 
 STATIC_FIELDS, HPARAM_FIELDS = fields(FAMILIES["dqn"])
+FAMILY_DEFAULTS = {"dqn": presets.DQN_FAMILY_DEFAULTS, "r2d2": presets.R2D2_FAMILY_DEFAULTS,
+                   "ddpg": presets.DDPG_FAMILY_DEFAULTS}
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 ENVPOOL_FIELDS = {f.name for f in dataclasses.fields(EnvPoolConfig)}
 
@@ -118,8 +129,10 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
     preset_static, preset_hp = preset.static, preset.hparams
     family = env_family(env_id)
     is_dqn = agent_family.name == "dqn"
-    fam_static, fam_hp, fam_run = (presets.DQN_FAMILY_DEFAULTS if is_dqn
-                                else presets.R2D2_FAMILY_DEFAULTS)[family]
+    family_defaults = FAMILY_DEFAULTS[agent_family.name]
+    # An env family a table lacks (an action space the family cannot act in,
+    # refused by the agent's builder) takes the table's classic-control values.
+    fam_static, fam_hp, fam_run = family_defaults.get(family, family_defaults["classic"])
     static_fields, hparam_fields = fields(agent_family)
     static = {**dataclasses.asdict(agent_family.config_cls()), **fam_static, **preset_static}
     if is_dqn and family != "atari":
@@ -128,6 +141,9 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
     if family == "atari" and is_dqn:
         hp.update(presets.DQN_ATARI_HPARAMS.get(agent, {}))
         static.update(presets.DQN_ATARI_STATIC.get(agent, {}))
+    if family == "mujoco" and agent in presets.DDPG_MUJOCO:
+        static.update(presets.DDPG_MUJOCO[agent][0])
+        hp.update(presets.DDPG_MUJOCO[agent][1])
     run = {**dataclasses.asdict(RunConfig()), **fam_run}
     pool = dataclasses.asdict(EnvPoolConfig())
     if family == "atari" and is_dqn:
@@ -173,7 +189,7 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
         needed = -(-run["total_steps"] // phase)
         run["num_rows"] = min(range(max(batches, 1), 0, -1),
                               key=lambda r: r * -(-needed // r))
-    if "lr_decay_updates" not in overrides:
+    if "lr_decay_updates" in hparam_fields and "lr_decay_updates" not in overrides:
         # Anneal over the updates this run will make.
         r = RunConfig(**run)
         iterations = r.num_rows * r.iterations_per_row
@@ -197,7 +213,8 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
         updates = dqn_run_updates(RunConfig(**run), hp["learning_starts"],
                                   static["batch_size"], static["n_step"])
         hp["priority_beta_steps"] = float(max(1, updates - 1))
-    train_env = dict(presets.ATARI_TRAIN_ENV[agent_family.name]) if family == "atari" else {}
+    train_env = (dict(presets.ATARI_TRAIN_ENV.get(agent_family.name, {})) if family == "atari"
+                 else {})
     settings = Settings(agent_family.config_cls(**static), hp, RunConfig(**run), agent_family,
                         train_env, EnvPoolConfig(**pool))
     check(settings)
@@ -239,9 +256,20 @@ _HPARAM_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "priority_beta": (0.0, 1.0, True, True),
     "priority_beta_steps": (0.0, _INF, False, True),
     "priority_eta": (0.0, 1.0, True, True),
+    "actor_learning_rate": (0.0, _INF, False, True),
+    "critic_learning_rate": (0.0, _INF, False, True),
+    "critic_weight_decay": (0.0, _INF, True, True),
+    "tau": (0.0, 1.0, False, True),
+    "exploration_noise": (0.0, _INF, True, True),
+    "ou_theta": (0.0, 1.0, True, True),
+    "eval_noise": (0.0, _INF, True, True),
+    "target_noise": (0.0, _INF, True, True),
+    "target_noise_clip": (0.0, _INF, True, True),
+    "policy_delay": (1.0, _INF, True, True),
+    "random_steps": (0.0, _INF, True, True),
 }
 # Counts that the agents cast to integers (a fractional one would be truncated).
-_INTEGER_HPARAMS = ("target_period",)
+_INTEGER_HPARAMS = ("target_period", "policy_delay")
 
 
 def _range_text(low: float, high: float, low_in: bool, high_in: bool) -> str:

@@ -288,6 +288,59 @@ SMALL_TASK_PRESET_STATIC: dict[str, dict[str, Any]] = {
 }
 
 
+# --- DDPG and TD3 --------------------------------------------------------------
+
+# The methods: what makes TD3 TD3 (Fujimoto et al. 2018, Algorithm 1) against
+# DDPG (Lillicrap et al. 2016, Algorithm 1). Sizes and step sizes come from the
+# env family below (small tasks) or from each paper (MuJoCo).
+DDPG_PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
+    # Sec. 7: "an Ornstein-Uhlenbeck process ... with theta = 0.15 and sigma = 0.2".
+    "ddpg": (dict(num_critics=1, exploration="ou"),
+             dict(exploration_noise=0.2, ou_theta=0.15, target_noise=0.0, policy_delay=1)),
+    # Sec. 4.2 clipped double Q (two critics); sec. 5.3 target policy smoothing,
+    # "sigma~ = 0.2, clipped to (-0.5, 0.5)"; sec. 5.2 "d = 2"; sec. 6.1
+    # exploration "N(0, 0.1)".
+    "td3": (dict(num_critics=2, exploration="gaussian"),
+            dict(exploration_noise=0.1, target_noise=0.2, target_noise_clip=0.5,
+                 policy_delay=2)),
+}
+
+# The papers' MuJoCo values, per preset.
+DDPG_MUJOCO: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
+    # Lillicrap et al. 2016, sec. 7: Adam, "learning rates of 10^-4 and 10^-3 for
+    # the actor and critic", "L2 weight decay of 10^-2" on Q, "discount factor
+    # gamma = 0.99", "tau = 0.001", "400 and 300 units", "minibatch sizes of
+    # 64", "replay buffer size of 10^6".
+    "ddpg": (dict(hidden_sizes=(400, 300), batch_size=64, replay_capacity=1_000_000),
+             dict(actor_learning_rate=1e-4, critic_learning_rate=1e-3,
+                  critic_weight_decay=1e-2, discount=0.99, tau=0.001, random_steps=0,
+                  learning_starts=64)),
+    # Fujimoto et al. 2018, Table 3 and sec. 6.1: Adam 10^-3 for both, "400 and
+    # 300", mini-batch 100, tau 0.005, replay 10^6, "a purely exploratory policy
+    # for the first 10000 time steps" (of HalfCheetah and Ant; 1000 elsewhere).
+    "td3": (dict(hidden_sizes=(400, 300), batch_size=100, replay_capacity=1_000_000),
+            dict(actor_learning_rate=1e-3, critic_learning_rate=1e-3,
+                 critic_weight_decay=0.0, discount=0.99, tau=0.005, random_steps=10_000,
+                 learning_starts=10_000)),
+}
+DDPG_MUJOCO_RUN = dict(total_steps=1_000_000, num_envs=1, train_every=1, updates_per_train=1,
+                       num_rows=100, eval_episodes=10)
+
+# Small tasks: Pendulum-v1 (200-step episodes, torque in [-2, 2]) within a
+# minute on a 2-core CPU (docs/results.md).
+DDPG_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
+    "pendulum": (
+        dict(hidden_sizes=(128, 128), batch_size=128, replay_capacity=50_000),
+        dict(actor_learning_rate=1e-3, critic_learning_rate=1e-3, tau=0.005,
+             learning_starts=1_000, random_steps=1_000),
+        dict(total_steps=20_000, num_envs=4, train_every=1, updates_per_train=4, num_rows=10,
+             eval_episodes=100),
+    ),
+}
+DDPG_FAMILY_DEFAULTS["classic"] = DDPG_FAMILY_DEFAULTS["pendulum"]
+DDPG_FAMILY_DEFAULTS["mujoco"] = ({}, {}, DDPG_MUJOCO_RUN)
+
+
 # --- The index ------------------------------------------------------------------
 
 
@@ -303,5 +356,6 @@ class Preset(NamedTuple):
 PRESETS: dict[str, Preset] = {
     **{name: Preset("dqn", *values) for name, values in DQN_PRESETS.items()},
     **{name: Preset("r2d2", *values) for name, values in R2D2_PRESETS.items()},
+    **{name: Preset("ddpg", *values) for name, values in DDPG_PRESETS.items()},
 }
 AGENTS = tuple(PRESETS)

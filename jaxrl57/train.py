@@ -111,9 +111,10 @@ def resolve_run(args: TrainRequest) -> ResolvedRun:
                 _fail(f"--sweep {name}: only traced hyperparameters can be swept in one "
                       f"program ({name} sets shapes or the loop); sweepable: "
                       f"{', '.join(sorted(base.hparam_fields))}")
-    if not spec.discrete:
-        _fail(f"agent {args.agent!r} needs discrete actions, but {args.env} has a continuous "
-              f"action space")
+    if base.family.continuous == spec.discrete:
+        need, has = (("continuous", f"{spec.num_actions} discrete actions") if spec.discrete
+                     else ("discrete", "a continuous action space"))
+        _fail(f"agent {args.agent!r} needs {need} actions, but {args.env} has {has}")
     from jaxrl57.runners.devices import member_sharding
     from jaxrl57.runners.footprint import check_fits
 

@@ -1,14 +1,14 @@
 """Agents: bundles of pure functions (`base.Agent`), grouped in families that share
 a static config, traced hyperparameters and a builder. The named agents (`dqn`,
-`rainbow`, ... of the DQN family; `r2d2`, `drqn` of R2D2's) are data in
-`jaxrl57.presets`."""
+`rainbow`, ... of the DQN family; `r2d2`, `drqn` of R2D2's; `ddpg`, `td3` of
+DDPG's) are data in `jaxrl57.presets`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from jaxrl57.agents import dqn, r2d2
+from jaxrl57.agents import ddpg, dqn, r2d2
 from jaxrl57.agents.base import Agent
 
 
@@ -18,6 +18,7 @@ class AgentFamily(NamedTuple):
     config_cls: type
     hparams_cls: Any  # .create(**values) -> traced hyperparameters
     default_hparams: dict[str, float]
+    continuous: bool = False  # the action space it acts in: continuous, or discrete
 
 
 FAMILIES: dict[str, AgentFamily] = {
@@ -25,4 +26,6 @@ FAMILIES: dict[str, AgentFamily] = {
                        dqn.DEFAULT_HPARAMS),
     "r2d2": AgentFamily("r2d2", r2d2.make_r2d2, r2d2.R2D2Config, r2d2.R2D2HParams,
                         r2d2.DEFAULT_HPARAMS),
+    "ddpg": AgentFamily("ddpg", ddpg.make_ddpg, ddpg.DDPGConfig, ddpg.DDPGHParams,
+                        ddpg.DEFAULT_HPARAMS, continuous=True),
 }

@@ -6,7 +6,9 @@ JAX envs (kwargs of their makers in brackets):
     jax:Catch              Catch of the Keras DQN article [size] (catch.py)
     jax:Cave               CAVE, the side-scroller of the Keras DQN article [size, frames]
     jax:MaskedCartPole-v1  CartPole-v1 observing positions only (memory.py)
+    jax:MaskedPendulum-v1  Pendulum-v1 observing the angle only (memory.py)
     jax:MemoryChain        remember a cue for `length` steps [length, num_cues] (memory.py)
+    jax:Pendulum-v1        Pendulum-v1, continuous torque (pendulum.py)
 
     make_env("jax:Catch", size=16)             # -> JaxEnv
     make_env("Breakout-v5", num_envs=8, seed=0)  # -> EnvPoolVec (see envpool_env)
@@ -26,7 +28,8 @@ from jaxrl57.envs.base import EnvSpec, JaxEnv
 from jaxrl57.envs.cartpole import make_cartpole
 from jaxrl57.envs.catch import make_catch
 from jaxrl57.envs.cave import make_cave
-from jaxrl57.envs.memory import make_masked_cartpole, make_memory_chain
+from jaxrl57.envs.memory import make_masked_cartpole, make_masked_pendulum, make_memory_chain
+from jaxrl57.envs.pendulum import make_pendulum
 
 __all__ = [
     "EnvSpec",
@@ -40,7 +43,9 @@ __all__ = [
     "make_cave",
     "make_env",
     "make_masked_cartpole",
+    "make_masked_pendulum",
     "make_memory_chain",
+    "make_pendulum",
 ]
 
 JAX_ENVS: dict[str, Callable[..., JaxEnv]] = {
@@ -48,7 +53,9 @@ JAX_ENVS: dict[str, Callable[..., JaxEnv]] = {
     "jax:Catch": make_catch,
     "jax:Cave": make_cave,
     "jax:MaskedCartPole-v1": make_masked_cartpole,
+    "jax:MaskedPendulum-v1": make_masked_pendulum,
     "jax:MemoryChain": make_memory_chain,
+    "jax:Pendulum-v1": make_pendulum,
 }
 
 

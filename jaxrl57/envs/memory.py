@@ -5,6 +5,11 @@
 CartPole (POPGym's `StatelessCartPole`, Morad et al. 2023). The observation is float32
 `[x, theta]`; an agent must infer `x_dot` and `theta_dot` from successive positions.
 
+`jax:MaskedPendulum-v1`: Pendulum-v1 (the dynamics, reward and truncation of
+`jaxrl57.envs.pendulum`) with the angular velocity hidden, POPGym's `StatelessPendulum`
+(Morad et al. 2023). The observation is float32 `[cos(theta), sin(theta)]`; the action is
+the torque, float32 `[1]`, as in Pendulum-v1.
+
 `jax:MemoryChain`: "remember the first observation", the T-maze of Bakker (2002,
 "Reinforcement learning with long short-term memory") in the form of bsuite's
 `memory_len` (Osband et al. 2020). At reset a cue `c`, uniform over `num_cues`, is shown
@@ -24,6 +29,7 @@ import numpy as np
 from jaxrl57.envs import render
 from jaxrl57.envs.base import EnvSpec, JaxEnv, int_arg
 from jaxrl57.envs.cartpole import CartPoleState, make_cartpole, render_cartpole
+from jaxrl57.envs.pendulum import PendulumState, make_pendulum, render_pendulum
 
 # ---------------------------------------------------------------- MaskedCartPole
 
@@ -57,6 +63,44 @@ def make_masked_cartpole() -> JaxEnv:
         max_episode_steps=cartpole.spec.max_episode_steps,
     )
     return JaxEnv(spec, reset, step, render_cartpole)
+
+
+# ---------------------------------------------------------------- MaskedPendulum
+
+_ANGLE = np.array([0, 1])  # cos, sin of theta in pendulum's [cos, sin, theta_dot]
+
+
+def make_masked_pendulum() -> JaxEnv:
+    """Pendulum-v1 with the angular velocity hidden, a `JaxEnv` named
+    `jax:MaskedPendulum-v1`.
+
+    Torque float32 `[1]` in [-2, 2]; obs float32 `[2]` = `(cos(theta), sin(theta))`; the
+    state is pendulum's `PendulumState` (full physics), so every transition, reward and
+    truncation (200 steps) is exactly that of `jax:Pendulum-v1`. Swinging up and
+    balancing needs theta_dot (the reward penalises it, and the torque to apply depends on
+    it), which a policy that sees only the current observation cannot know; memory gives
+    it back.
+    """
+    pendulum = make_pendulum()
+
+    def reset(key: jax.Array) -> tuple[PendulumState, jax.Array]:
+        state, obs = pendulum.reset(key)
+        return state, obs[_ANGLE]
+
+    def step(key: jax.Array, state: PendulumState, action: jax.Array):
+        state, obs, reward, terminated, truncated = pendulum.step(key, state, action)
+        return state, obs[_ANGLE], reward, terminated, truncated
+
+    spec = EnvSpec(
+        name="jax:MaskedPendulum-v1",
+        obs_shape=(2,),
+        obs_dtype=np.float32,
+        num_actions=None,
+        action_low=pendulum.spec.action_low,
+        action_high=pendulum.spec.action_high,
+        max_episode_steps=pendulum.spec.max_episode_steps,
+    )
+    return JaxEnv(spec, reset, step, render_pendulum)
 
 
 # ---------------------------------------------------------------- MemoryChain

@@ -105,6 +105,7 @@ def _keep_priorities(mask, new, old):
 def make_transition_buffer(
     example_obs: jax.Array, num_envs: int, capacity: int, batch_size: int, *, n_step: int = 1,
     prioritized: bool = False, frames: bool = False, action_dtype=jnp.int32,
+    action_shape: tuple[int, ...] = (),
 ) -> TransitionBuffer:
     """The buffer for one kind of storage, all settings static.
 
@@ -118,7 +119,11 @@ def make_transition_buffer(
         otherwise uniform.
       frames: store each frame of stacked uint8 observations `[S, H, W]` once
         (`replay.frames`); otherwise whole transitions.
+      action_dtype, action_shape: one action (int32 scalars for discrete actions;
+        float32 `[D]` for continuous ones, whole transitions only).
     """
+    if frames and (action_shape or action_dtype != jnp.int32):
+        raise ValueError("frame storage keeps discrete (int32 scalar) actions only")
     if n_step < 1:
         raise ValueError(f"n_step must be >= 1, got {n_step}")
     example_obs = jnp.asarray(example_obs)
@@ -152,14 +157,15 @@ def make_transition_buffer(
         def size(state):
             return state.size
     else:
-        example = Transition(obs=example_obs, action=jnp.zeros((), action_dtype),
+        example = Transition(obs=example_obs, action=jnp.zeros(action_shape, action_dtype),
                              reward=jnp.zeros((), jnp.float32),
                              discount=jnp.zeros((), jnp.float32), next_obs=example_obs)
 
         def init():
             store = (prioritized_init(example, capacity) if prioritized
                      else uniform_init(example, capacity))
-            return NStepStore(nstep_init(example_obs, num_envs, n_step, action_dtype), store)
+            return NStepStore(nstep_init(example_obs, num_envs, n_step, action_dtype,
+                                         action_shape), store)
 
         def add(state: NStepStore, steps: EnvSteps, params: ReplayParams):
             window = nstep_push(state.window, *steps)

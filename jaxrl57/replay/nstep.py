@@ -37,7 +37,8 @@ class NStepState(NamedTuple):
     count: jax.Array
 
 
-def nstep_init(example_obs: jax.Array, num_envs: int, n: int, action_dtype=jnp.int32) -> NStepState:
+def nstep_init(example_obs: jax.Array, num_envs: int, n: int, action_dtype=jnp.int32,
+               action_shape: tuple[int, ...] = ()) -> NStepState:
     """Empty window for `num_envs` environments and `n` steps (both static).
 
     Args:
@@ -45,6 +46,7 @@ def nstep_init(example_obs: jax.Array, num_envs: int, n: int, action_dtype=jnp.i
       num_envs: E.
       n: number of steps of the return, >= 1.
       action_dtype: dtype of stored actions (int32 for discrete actions).
+      action_shape: shape of one action (() for discrete actions, `[D]` continuous).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -52,7 +54,7 @@ def nstep_init(example_obs: jax.Array, num_envs: int, n: int, action_dtype=jnp.i
     obs = jnp.zeros((n, num_envs) + example_obs.shape, example_obs.dtype)
     steps = EnvSteps(
         obs=obs,
-        action=jnp.zeros((n, num_envs), action_dtype),
+        action=jnp.zeros((n, num_envs) + tuple(action_shape), action_dtype),
         reward=jnp.zeros((n, num_envs), jnp.float32),
         terminated=jnp.zeros((n, num_envs), bool),
         truncated=jnp.zeros((n, num_envs), bool),

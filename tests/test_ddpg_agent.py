@@ -1,0 +1,180 @@
+"""DDPG and TD3 (`agents.ddpg`): the policy gradient, action bounds, delays, noise."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl57 import losses
+from jaxrl57.agents.ddpg import (
+    DDPGConfig,
+    DDPGHParams,
+    OUState,
+    make_ddpg,
+    policy_gradient,
+)
+from jaxrl57.envs.base import EnvSpec
+from jaxrl57.replay.base import EnvSteps
+
+SPEC = EnvSpec("toy", obs_shape=(3,), action_low=(-2.0, 0.0), action_high=(2.0, 1.0),
+               max_episode_steps=50)
+LOW, HIGH = np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32)
+
+
+def _linear_policy(w, obs):  # unbounded: w [3, 2]
+    return obs @ w
+
+
+def _quadratic_critic(obs, a):  # dQ/da = -2 (a - target(obs)), distinct per state
+    target = jnp.stack([3.0 * obs[:, 0], obs[:, 1] - 0.5], -1)
+    return -jnp.sum((a - target) ** 2, axis=-1)
+
+
+def test_invert_gradients_is_differentiable_and_scales_by_the_room_left():
+    a = jnp.array([1.0, -1.5, 0.2])
+    g = jax.grad(lambda d: jnp.sum(losses.invert_gradients(d, a, -2.0, 2.0)))(
+        jnp.array([1.0, -1.0, 1.0]))
+    # d/d(dqda) of the inverted gradient is its scale: (high - a)/4 up, (a - low)/4 down.
+    np.testing.assert_allclose(g, [0.25, 0.125, 0.45], rtol=1e-6)
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_policy_gradient_is_the_inverted_dqda_chained_through_the_actor(invert):
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)
+    critic = lambda a: _quadratic_critic(obs, a)  # noqa: E731
+    grads, actions, q_mean = jax.jit(
+        lambda w: policy_gradient(lambda p: _linear_policy(p, obs), critic, w, LOW, HIGH,
+                                  invert=invert))(w)
+    a = np.asarray(obs @ w)
+    np.testing.assert_allclose(actions, a, rtol=1e-6)
+    np.testing.assert_allclose(q_mean, np.mean(critic(a)), rtol=1e-6)
+    target = np.stack([3.0 * obs[:, 0], obs[:, 1] - 0.5], -1)
+    dqda = -2.0 * (a - target)
+    if invert:  # Hausknecht & Stone 2016, sec. 4.3.3, written out
+        room = np.where(dqda > 0, (HIGH - a), (a - LOW)) / (HIGH - LOW)
+        dqda = dqda * room
+    # mu = obs @ w: d mu_bd / d w_id = obs_bi, so the chain is obs^T dqda.
+    expected = -np.asarray(obs).T @ dqda / 5
+    np.testing.assert_allclose(grads, expected, rtol=1e-5, atol=1e-6)
+    if not invert:
+        auto = jax.grad(lambda p: -jnp.mean(critic(_linear_policy(p, obs))))(w)
+        np.testing.assert_allclose(grads, auto, rtol=1e-5, atol=1e-6)
+
+
+def _agent(**config):
+    config = {"hidden_sizes": (16,), "batch_size": 8, "replay_capacity": 64, **config}
+    return make_ddpg(DDPGConfig(**config), SPEC, num_envs=4)
+
+
+def _hp(**values):
+    return DDPGHParams.create(**{"learning_starts": 8, "random_steps": 0, **values})
+
+
+def _fill(agent, state, steps=6, seed=1):
+    key = jax.random.PRNGKey(seed)
+    for i in range(steps):
+        k1, k2, key = jax.random.split(jax.random.fold_in(key, i), 3)
+        obs = jax.random.normal(k1, (4, 3))
+        actions = jax.random.uniform(k2, (4, 2), minval=LOW, maxval=HIGH)
+        state = agent.observe(state, EnvSteps(obs, actions, jnp.ones(4), jnp.zeros(4, bool),
+                                              jnp.zeros(4, bool), obs + 0.1))
+    return state
+
+
+def test_actions_have_the_specs_shape_and_stay_in_bounds():
+    agent = _agent(action_bounding="none")
+    hp = _hp(exploration_noise=5.0)  # noise far past the bounds: the sent action is clipped
+    state = agent.init(jax.random.PRNGKey(0), hp)
+    view = agent.view(state)
+    obs = jax.random.normal(jax.random.PRNGKey(2), (4, 3)) * 100
+    actions, _ = jax.jit(agent.actor.act)(view, agent.actor.init(view, 4), obs,
+                                          jax.random.PRNGKey(3))
+    assert actions.shape == (4, 2) and actions.dtype == jnp.float32
+    assert np.all((actions >= LOW) & (actions <= HIGH))
+    # Random steps: uniform in the bounds, whatever the actor says.
+    view = agent.view(agent.init(jax.random.PRNGKey(0), _hp(random_steps=100)))
+    draws = jax.vmap(lambda k: agent.actor.act(view, (), obs, k)[0])(
+        jax.random.split(jax.random.PRNGKey(4), 500))
+    np.testing.assert_allclose(draws.reshape(-1, 2).mean(0), (LOW + HIGH) / 2, atol=0.06)
+    evals, _ = agent.eval_actor.act(view, (), obs, jax.random.PRNGKey(5))
+    assert np.all((evals >= LOW) & (evals <= HIGH))
+
+
+def test_ou_noise_is_carried_between_steps_and_restarted_at_episode_ends():
+    agent = _agent(exploration="ou")
+    state = agent.init(jax.random.PRNGKey(0), _hp(exploration_noise=0.2, ou_theta=0.15))
+    view = agent.view(state)
+    actor = agent.actor.init(view, 4)
+    assert isinstance(actor, OUState) and actor.noise.shape == (4, 2)
+    obs = jnp.zeros((4, 3))
+    _, actor = agent.actor.act(view, actor, obs, jax.random.PRNGKey(1))
+    noise1 = np.asarray(actor.noise)
+    _, actor2 = agent.actor.act(view, actor, obs, jax.random.PRNGKey(2))
+    eps = np.asarray(jax.random.normal(jax.random.split(jax.random.PRNGKey(2))[0], (4, 2)))
+    np.testing.assert_allclose(actor2.noise, 0.85 * noise1 + 0.2 * eps, rtol=1e-5)
+    done = jnp.array([True, False, True, False])
+    after = agent.actor.observe(actor2, None, None, done)
+    np.testing.assert_array_equal(after.noise[0], 0.0)
+    np.testing.assert_array_equal(after.noise[1], actor2.noise[1])
+
+
+def test_update_waits_for_the_replay_then_trains_both_networks():
+    agent = _agent()
+    state = agent.init(jax.random.PRNGKey(0), _hp(learning_starts=20))
+    update = jax.jit(agent.update)
+    early = _fill(agent, state, steps=3)  # 12 transitions < 20
+    same, metrics = update(early, jax.random.PRNGKey(9))
+    assert float(metrics["updated"]) == 0.0 and int(same.updates) == 0
+    jax.tree.map(np.testing.assert_array_equal, same.params, early.params)
+    ready = _fill(agent, state)
+    new, metrics = update(ready, jax.random.PRNGKey(9))
+    assert float(metrics["updated"]) == 1.0 and np.isfinite(float(metrics["loss"]))
+    for net in ("actor", "critic"):
+        moved = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
+                                             getattr(new.params, net),
+                                             getattr(ready.params, net)))
+        assert any(moved), net
+
+
+def test_td3_moves_actor_and_targets_every_policy_delay_critic_updates():
+    agent = _agent(num_critics=2)
+    state = _fill(agent, agent.init(jax.random.PRNGKey(0),
+                                    _hp(policy_delay=2, target_noise=0.2)))
+    update = jax.jit(agent.update)
+    s1, _ = update(state, jax.random.PRNGKey(1))  # update 1: critic only
+    jax.tree.map(np.testing.assert_array_equal, s1.params.actor, state.params.actor)
+    jax.tree.map(np.testing.assert_array_equal, s1.target_params, state.target_params)
+    assert any(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
+                                            s1.params.critic, state.params.critic)))
+    s2, _ = update(s1, jax.random.PRNGKey(2))  # update 2: actor and targets too
+    tau = 0.005
+    expected = jax.tree.map(lambda t, p: tau * p + (1 - tau) * t, s1.target_params, s2.params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 s2.target_params, expected)
+    assert any(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
+                                            s2.params.actor, s1.params.actor)))
+    # Twin critics: two independent sets of weights.
+    kernels = [x for x in jax.tree.leaves(state.params.critic) if x.ndim == 3]
+    assert kernels and all(k.shape[0] == 2 and not np.allclose(k[0], k[1]) for k in kernels)
+
+
+def test_a_sweep_is_one_vmapped_program():
+    agent = _agent(num_critics=2)
+    hps = jax.tree.map(lambda *x: jnp.stack(x), _hp(critic_learning_rate=1e-3),
+                       _hp(critic_learning_rate=1e-2))
+    states = jax.vmap(agent.init)(jax.random.split(jax.random.PRNGKey(0), 2), hps)
+    states = jax.vmap(lambda s: _fill(agent, s))(states)
+    new, metrics = jax.jit(jax.vmap(agent.update))(states, jax.random.split(
+        jax.random.PRNGKey(1), 2))
+    assert metrics["loss"].shape == (2,) and np.all(np.asarray(metrics["updated"]) == 1)
+
+
+def test_discrete_specs_are_refused():
+    with pytest.raises(ValueError, match="continuous action space"):
+        make_ddpg(DDPGConfig(), EnvSpec("d", (3,), num_actions=2), 1)
+    with pytest.raises(ValueError, match="action_bounding must be one of"):
+        DDPGConfig(action_bounding="sigmoid").validate()
