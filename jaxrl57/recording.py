@@ -119,6 +119,9 @@ class Player:
     def view(self, member: int, epsilon: float | None = None):
         """What member `member`'s actor reads, with `epsilon` as its evaluation epsilon."""
         view = self._view(self.learner(), np.int32(member))
+        if epsilon is not None and not hasattr(view.hparams, "eval_epsilon"):
+            raise UsageError(f"--epsilon: {self.env_id} has continuous actions, whose agents "
+                             f"have no evaluation epsilon (their evaluation noise is eval_noise)")
         if epsilon is not None:
             view = view._replace(hparams=view.hparams.replace(eval_epsilon=np.float32(epsilon)))
         return view

@@ -32,6 +32,15 @@ be overridden (`img_height=...`, `episodic_life=...`, ...), except that evaluati
 a lost life sets `terminated` (the transition's discount is 0) but EnvPool keeps playing
 the same game.
 
+MuJoCo (`HalfCheetah-v4`, `Hopper-v4`, `Walker2d-v4`, ...): EnvPool's observations and
+actions are float64. The agent sees float32 observations (`EnvSpec.obs_dtype`; JAX
+computes in float32 unless x64 is enabled, and the cast on the host halves what crosses
+to the device and what replay stores), and actions are cast to the dtype of the pool's
+action spec before they are sent, whatever the agent computed them in. Episode ends
+follow gymnasium's v4 tasks: Hopper and Walker2d set `terminated` when the body becomes
+unhealthy (the transition's discount is 0), and every task sets `truncated` at EnvPool's
+`max_episode_steps` (1000), where the return bootstraps from `final_obs`.
+
 Episode statistics are those of the REAL game: the undiscounted sum of the unclipped
 rewards (EnvPool's `info["reward"]` for Atari) and the number of agent steps, summed
 across lives; a game ends when EnvPool's `info["terminated"]` (game over; for non-Atari
@@ -113,12 +122,25 @@ def envpool_kwargs(env_id: str, *, train: bool = True, **overrides: Any) -> dict
     return kwargs
 
 
+def agent_obs_dtype(dtype: Any) -> type:
+    """The dtype the agent sees for EnvPool observations of `dtype`: float32 for
+    float64 (MuJoCo), else `dtype` itself (uint8 frames, float32)."""
+    dtype = np.dtype(dtype)
+    return np.float32 if dtype == np.float64 else dtype.type
+
+
+def pool_action_dtype(pool_spec: Any) -> np.dtype:
+    """The dtype EnvPool's C++ side takes actions in: int32 for discrete actions,
+    float32 (classic control) or float64 (MuJoCo) for continuous ones."""
+    return np.dtype(pool_spec.action_array_spec["action"].dtype)
+
+
 def _spec_from_envpool(env_id: str, pool_spec: Any) -> EnvSpec:
     obs_space, act_space = pool_spec.observation_space, pool_spec.action_space
     common = dict(
         name=env_id,
         obs_shape=tuple(obs_space.shape),
-        obs_dtype=np.dtype(obs_space.dtype).type,
+        obs_dtype=agent_obs_dtype(obs_space.dtype),
         max_episode_steps=int(pool_spec.config.max_episode_steps),
     )
     if hasattr(act_space, "n"):
@@ -199,7 +221,8 @@ class EnvPoolVec:
         )
         self.spec = _spec_from_envpool(env_id, self.pool.spec)
         self.num_envs = num_envs
-        self._discrete = self.spec.discrete
+        self._action_dtype = pool_action_dtype(self.pool.spec)
+        self._obs_dtype = np.dtype(self.spec.obs_dtype)
         self._returns = np.zeros(num_envs, np.float64)
         self._lengths = np.zeros(num_envs, np.int64)
         self._done_returns: list[float] = []
@@ -211,18 +234,16 @@ class EnvPoolVec:
         obs, _ = self.pool.reset()
         self._returns[:] = 0.0
         self._lengths[:] = 0
-        return obs
+        return self._obs(obs)
 
-    def _actions(self, actions: Any) -> np.ndarray:
-        actions = np.asarray(actions)
-        if self._discrete:
-            return actions.astype(np.int32, copy=False)
-        return actions.astype(np.float32, copy=False)
+    def _obs(self, obs: np.ndarray) -> np.ndarray:
+        return obs.astype(self._obs_dtype, copy=False)
 
     def step(self, actions: Any) -> EnvPoolStep:
         """Step every env with `actions` [E] (or [E, action_dim]); see the module docstring."""
-        actions = self._actions(actions)
+        actions = np.asarray(actions).astype(self._action_dtype, copy=False)
         obs, reward, terminated, truncated, info = self.pool.step(actions)
+        obs = self._obs(obs)
         reward = np.asarray(reward, np.float32)
         terminated = np.asarray(terminated, bool)
         truncated = np.asarray(truncated, bool)
@@ -246,7 +267,7 @@ class EnvPoolVec:
             reset_obs, _, _, _, reset_info = self.pool.step(dummy, done_ids)
             order = np.asarray(reset_info["env_id"], np.int64)
             obs = obs.copy()
-            obs[order] = reset_obs
+            obs[order] = self._obs(reset_obs)
             self._returns[order] += np.asarray(reset_info.get("reward", 0.0), np.float64)
         return EnvPoolStep(obs, reward, terminated, truncated, final_obs)
 

@@ -24,6 +24,20 @@ first episode of each env counts, so what follows an episode's end is
 ignored; sync mode, deterministic) and acting alone (`run_batches`: sync or
 async mode).
 
+64-bit arrays. MuJoCo pools step float64 actions and return float64
+observations. EnvPool's `pool.xla()` declares its custom calls' operands with
+JAX's canonical dtypes, which are 32-bit unless `jax_enable_x64` is set: the
+C++ side would then write 8-byte values into 4-byte buffers (a segfault, not
+an error), and EnvPool's own check refuses float32 actions. So
+`xla_functions` refuses such a pool unless x64 is enabled (`xla_supported`
+says which pools it takes), and the runners evaluate those pools with the
+host loop (`runners.evaluation.host_episodes`). Tracing a whole evaluation
+program under x64 would work too, but it would also trace the agent's actor
+in 64 bits (its random draws and default dtypes change), so its episodes
+would no longer be those of the host loop. With x64 enabled, `send` casts
+actions to the pool's action dtype and `recv_ordered` gives float32
+observations, as the host adapter does.
+
 Protocol. `reset(pool)` (host) starts every env; the program then takes the
 reset observations with one `recv` and alternates `send`/`recv`, so every
 `send` is matched by a `recv` before the program returns: the pool is idle
@@ -41,11 +55,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxrl57.envs.envpool_env import agent_obs_dtype, pool_action_dtype
 
 
 class XlaStep(NamedTuple):
-    """One `recv` of a sync-mode pool, in env-id order. obs: [E, *obs_shape];
-    reward float32 [E]; terminated, truncated bool [E]."""
+    """One `recv` of a sync-mode pool, in env-id order. obs: [E, *obs_shape]
+    (float64 observations as float32, like the host adapter's); reward float32
+    [E]; terminated, truncated bool [E]."""
 
     obs: jax.Array
     reward: jax.Array
@@ -57,21 +75,44 @@ class XlaFunctions(NamedTuple):
     """The pool's XLA functions: `handle` (a host array to pass into the
     program), `send(handle, actions, env_id) -> handle`,
     `recv(handle) -> (handle, (obs, reward, terminated, truncated, info))`;
-    and the pool's `num_envs` and `batch_size` (equal in sync mode)."""
+    the pool's `num_envs` and `batch_size` (equal in sync mode), and the dtype
+    its actions are sent in (None: as the caller made them)."""
 
     handle: Any
     send: Any
     recv: Any
     num_envs: int
     batch_size: int
+    action_dtype: Any = None
+
+
+def wide_arrays(pool) -> list[str]:
+    """The names of the pool's action and state arrays with 64-bit elements
+    (MuJoCo: `action`, `obs` and some `info:` fields), which EnvPool's XLA
+    interface can only pass with `jax_enable_x64`."""
+    spec = pool.spec
+    arrays = {**spec.action_array_spec, **spec.state_array_spec}
+    return [name for name, a in arrays.items() if np.dtype(a.dtype).itemsize == 8]
+
+
+def xla_supported(pool) -> bool:
+    """Whether `xla_functions` takes `pool` under the current JAX config."""
+    return bool(jax.config.jax_enable_x64) or not wide_arrays(pool)
 
 
 def xla_functions(pool) -> XlaFunctions:
-    """`pool.xla()` of a gymnasium-API EnvPool, with the pool's sizes."""
+    """`pool.xla()` of a gymnasium-API EnvPool, with the pool's sizes and action
+    dtype. ValueError for a pool with 64-bit arrays while x64 is off (module
+    docstring): its custom calls would be declared with 32-bit buffers."""
+    if not xla_supported(pool):
+        raise ValueError(
+            f"EnvPool's XLA interface needs jax_enable_x64 for a pool with 64-bit arrays "
+            f"({', '.join(wide_arrays(pool))}); use eval_loop=python")
     handle, recv, send, _ = pool.xla()  # the fourth, `step`, is send + recv
     num_envs = int(pool.config["num_envs"])
     return XlaFunctions(handle, send, recv, num_envs,
-                        int(pool.config["batch_size"]) or num_envs)
+                        int(pool.config["batch_size"]) or num_envs,
+                        pool_action_dtype(pool.spec))
 
 
 def reset(pool) -> None:
@@ -88,18 +129,20 @@ def recv_ordered(fns: XlaFunctions, handle) -> tuple[Any, XlaStep]:
     def ordered(x):
         return jnp.zeros_like(x).at[env_id].set(x)
 
+    obs = obs.astype(agent_obs_dtype(obs.dtype))
     step = XlaStep(ordered(obs), ordered(reward.astype(jnp.float32)),
                    ordered(terminated.astype(bool)), ordered(truncated.astype(bool)))
     return handle, step
 
 
 def send_ids(fns: XlaFunctions, handle, actions: jax.Array, env_id: jax.Array):
-    """`send` of `actions[i]` to env `env_id[i]` (int32 actions for discrete
-    envs, float32 for continuous ones, as EnvPool's XLA targets take them)."""
-    if jnp.issubdtype(actions.dtype, jnp.integer):
+    """`send` of `actions[i]` to env `env_id[i]`, cast to the dtype of the pool's
+    action spec (int32 for discrete envs, float32 or float64 for continuous
+    ones), which EnvPool checks on the first `send`."""
+    if fns.action_dtype is not None:
+        actions = actions.astype(fns.action_dtype)
+    elif jnp.issubdtype(actions.dtype, jnp.integer):
         actions = actions.astype(jnp.int32)
-    else:
-        actions = actions.astype(jnp.float32)
     return fns.send(handle, actions, env_id.astype(jnp.int32))
 
 

@@ -25,6 +25,13 @@ Evaluation uses separate EnvPool instances with the evaluation settings
 env (`eval_episodes` per member), through `runners.evaluation`: on a CPU
 backend one jitted program that steps the pool through EnvPool's XLA
 interface, else (`eval_loop="python"`) the same episodes from a host loop.
+`auto` also takes the host loop for a pool with 64-bit arrays (MuJoCo),
+which the XLA interface passes only with `jax_enable_x64`
+(`envs.envpool_xla`); asking for `xla` there is a ValueError.
+
+Nothing here depends on the action space: actions are whatever the agent's
+`act` returns (int32 [K, M] or float32 [K, M, D]), flattened to the pool's
+batch and cast to the pool's action dtype by the adapter.
 
 Resume: the learner states, RNG keys and counters are checkpointed;
 EnvPool's C++ state cannot be, so a resumed run starts fresh episodes, with
@@ -40,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl57.agents.base import Agent
+from jaxrl57.envs import envpool_xla
 from jaxrl57.replay.base import EnvSteps
 from jaxrl57.runners import evaluation
 from jaxrl57.runners.config import EnvPoolConfig, RunConfig
@@ -130,6 +138,20 @@ class MemberAgent:
             init=jax.jit(eval_actor.init, static_argnums=1), act=jax.jit(eval_actor.act),
             observe=jax.jit(eval_actor.observe))
         self._eval_program = None  # the XLA-interface evaluation, built on first use
+        self.eval_in_xla = self._eval_in_xla(pool_config.eval_loop, eval_envs.pool)
+
+    @staticmethod
+    def _eval_in_xla(loop: str, pool) -> bool:
+        """Whether evaluation runs as one XLA program (`evaluate`); ValueError for
+        `eval_loop=xla` on a pool the XLA interface cannot take."""
+        supported = envpool_xla.xla_supported(pool)
+        if loop == "xla" and not supported:
+            raise ValueError(f"eval_loop=xla: EnvPool's XLA interface needs jax_enable_x64 for "
+                             f"this env's 64-bit arrays "
+                             f"({', '.join(envpool_xla.wide_arrays(pool))}); use "
+                             f"eval_loop=python or auto")
+        return loop == "xla" or (loop == "auto" and supported
+                                 and jax.default_backend() == "cpu")
 
     def by_member(self, x):
         """[K * n, ...] host array -> [K, n, ...]."""
@@ -163,13 +185,12 @@ class MemberAgent:
 
     def evaluate(self, learner, key) -> np.ndarray:
         """Per member [K], the mean return of the first episode of each of its eval
-        envs (`runners.evaluation`): one XLA program on a CPU backend
-        (`eval_loop` auto or xla), else the host loop."""
+        envs (`runners.evaluation`): one XLA program (`eval_loop` xla, or auto on
+        a CPU backend with a pool the XLA interface takes), else the host loop."""
         horizon = evaluation.eval_horizon(self.eval_envs.spec.max_episode_steps,
                                           self.run.eval_max_steps)
         view = self.view(learner)
-        loop = self.pool_config.eval_loop
-        if loop == "xla" or (loop == "auto" and jax.default_backend() == "cpu"):
+        if self.eval_in_xla:
             if self._eval_program is None:
                 self._eval_program = evaluation.make_xla_evaluate(
                     self.eval_envs.pool, self._eval_actor, self.split2, self.num_members,

@@ -14,7 +14,11 @@ The loops:
 - `make_xla_evaluate`: the same EnvPool episodes as one jitted program that
   steps the pool through its XLA interface (`envs.envpool_xla`): the same
   keys, actions and episodes as the host loop (tested), without a host round
-  trip per step.
+  trip per step. Pools with 64-bit arrays (MuJoCo) go through it only with
+  `jax_enable_x64`; the runners play them with the host loop.
+
+Actions are the evaluation actor's, discrete (int32 [n]) or continuous
+(float32 [n, D]); the EnvPool loops cast them to the pool's action dtype.
 
 The EnvPool loops evaluate K sweep members at once: the pool holds K * n envs
 (member k owns envs k*n .. k*n+n-1) and the actor functions are mapped over
@@ -176,7 +180,7 @@ def first_episode_returns(fns, handle, act, observe, actor, key, horizon: int):
 
     fns: `envs.envpool_xla.XlaFunctions` of a sync-mode pool; `handle`: its
     `fns.handle`, passed into the program as an argument.
-    act(actor, obs [E, ...], key) -> (actions [E], actor, key): the policy, with
+    act(actor, obs [E, ...], key) -> (actions [E] or [E, D], actor, key): the policy, with
     its own state (`actor`) and its own use of the key; `observe(actor,
     actions, reward, done) -> actor` after each step, or None (a feed-forward
     policy). The returns sum the rewards `recv` gives (the pool's own reward
