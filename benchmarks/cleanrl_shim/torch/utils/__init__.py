@@ -1,0 +1,1 @@
+"""Not PyTorch: only `torch.utils.tensorboard.SummaryWriter` (see ../../README.md)."""
