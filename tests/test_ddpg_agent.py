@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl57 import losses
+from jaxrl57 import configs, envs, losses
 from jaxrl57.agents.ddpg import (
     DDPGConfig,
     DDPGHParams,
@@ -17,6 +17,7 @@ from jaxrl57.agents.ddpg import (
 )
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.replay.base import EnvSteps
+from jaxrl57.runners.on_device import make_train
 
 SPEC = EnvSpec("toy", obs_shape=(3,), action_low=(-2.0, 0.0), action_high=(2.0, 1.0),
                max_episode_steps=50)
@@ -140,6 +141,22 @@ def test_update_waits_for_the_replay_then_trains_both_networks():
         assert any(moved), net
 
 
+def test_the_finite_check_covers_both_optimizers():
+    """The run stops a member whose Adam moments overflowed; DDPG keeps one
+    optimizer state per network, and each must be covered."""
+    from jaxrl57.runners.driver import learner_tree, member_finite
+
+    agent = _agent()
+    state = agent.init(jax.random.PRNGKey(0), _hp())
+    assert bool(member_finite(learner_tree(state)))
+    for name in ("actor_opt_state", "critic_opt_state"):
+        leaves, treedef = jax.tree.flatten(getattr(state, name))
+        i = next(i for i, x in enumerate(leaves) if jnp.issubdtype(x.dtype, jnp.floating))
+        leaves[i] = leaves[i].at[(0,) * leaves[i].ndim].set(jnp.inf)
+        bad = state._replace(**{name: jax.tree.unflatten(treedef, leaves)})
+        assert not bool(member_finite(learner_tree(bad))), name
+
+
 def test_td3_moves_actor_and_targets_every_policy_delay_critic_updates():
     agent = _agent(num_critics=2)
     state = _fill(agent, agent.init(jax.random.PRNGKey(0),
@@ -178,3 +195,43 @@ def test_discrete_specs_are_refused():
         make_ddpg(DDPGConfig(), EnvSpec("d", (3,), num_actions=2), 1)
     with pytest.raises(ValueError, match="action_bounding must be one of"):
         DDPGConfig(action_bounding="sigmoid").validate()
+
+
+def _train_pendulum(agent_name: str, seeds: int, overrides: dict):
+    """Final RunnerState and rows of `seeds` members of AGENT on jax:Pendulum-v1 with
+    the family defaults and `overrides`, trained as one vmapped program."""
+    s = configs.resolve(agent_name, "jax:Pendulum-v1", overrides)
+    env = envs.make_env("jax:Pendulum-v1")
+    agent = make_ddpg(s.agent_config, env.spec, s.run_config.num_envs)
+    train = jax.jit(jax.vmap(make_train(agent, env, s.run_config), in_axes=(0, None)))
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(seeds))
+    return train(keys, DDPGHParams.create(**s.hparams))
+
+
+def test_ddpg_improves_on_pendulum_within_5000_steps():
+    """A short check that runs in the default suite: an untrained or random policy
+    scores about -1200 to -1600 on Pendulum-v1 (200 steps of cost up to 16.3);
+    after 5,000 env steps (4,000 updates) DDPG's greedy policy holds the pendulum up
+    from most starts. Measured on seeds 0-7 of one machine: -131 to -352 (and -1009
+    to -1249 halfway, at 2,500 steps); the bound leaves room for another CPU's
+    trajectory but not for an agent that does not learn."""
+    final, rows = _train_pendulum("ddpg", 2, {"total_steps": "5000", "num_rows": "2",
+                                               "eval_episodes": "20"})
+    eval_return = np.asarray(rows["eval_return"])
+    assert eval_return.shape == (2, 2)
+    assert np.all(eval_return[:, -1] >= -700), eval_return
+    assert np.all(np.asarray(final.agent.updates) > 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent_name", ["ddpg", "td3"])
+def test_ddpg_and_td3_reach_minus_200_on_pendulum(agent_name):
+    """The claim of `jaxrl57 train ddpg|td3 --env jax:Pendulum-v1`: a mean greedy
+    return >= -200 over 100 episodes after 15,000 env steps. Over 8 seeds on one
+    machine every final return was -136 to -165; the claim is on 4 seeds together
+    (mean >= -200) with each seed >= -250, so one seed's CPU-dependent trajectory
+    may wander a little, a method that fails may not."""
+    final, rows = _train_pendulum(agent_name, 4, {})
+    eval_return = np.asarray(rows["eval_return"])
+    assert eval_return[:, -1].mean() >= -200 and eval_return[:, -1].min() >= -250, eval_return
+    assert np.all(np.asarray(rows["env_steps"])[:, -1] >= 15000)

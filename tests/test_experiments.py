@@ -13,7 +13,8 @@ import pytest
 from jaxrl57 import configs
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
-SCRIPTS = ["dqn_atari", "rainbow_atari", "apex_atari", "r2d2_atari", "cartpole_dqn"]
+SCRIPTS = ["dqn_atari", "rainbow_atari", "apex_atari", "r2d2_atari", "cartpole_dqn",
+           "ddpg_pendulum"]
 
 
 def _load(name: str):

@@ -1,14 +1,14 @@
 """Agents: bundles of pure functions (`base.Agent`), grouped in families that share
 a static config, traced hyperparameters and a builder. The named agents (`dqn`,
 `rainbow`, ... of the DQN family; `r2d2`, `drqn` of R2D2's; `ddpg`, `td3` of
-DDPG's) are data in `jaxrl57.presets`."""
+DDPG's; `rdpg` of RDPG's) are data in `jaxrl57.presets`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from jaxrl57.agents import ddpg, dqn, r2d2
+from jaxrl57.agents import ddpg, dqn, r2d2, rdpg
 from jaxrl57.agents.base import Agent
 
 
@@ -28,4 +28,6 @@ FAMILIES: dict[str, AgentFamily] = {
                         r2d2.DEFAULT_HPARAMS),
     "ddpg": AgentFamily("ddpg", ddpg.make_ddpg, ddpg.DDPGConfig, ddpg.DDPGHParams,
                         ddpg.DEFAULT_HPARAMS, continuous=True),
+    "rdpg": AgentFamily("rdpg", rdpg.make_rdpg, rdpg.RDPGConfig, rdpg.RDPGHParams,
+                        rdpg.DEFAULT_HPARAMS, continuous=True),
 }

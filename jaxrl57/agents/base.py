@@ -78,8 +78,10 @@ The rest of the lineage on these parts
   their targets and optimizers; the learner keeps actions inside the
   bounds with a tanh output or by inverting the critic's action gradients
   at the bounds (Hausknecht & Stone 2016, `losses.invert_gradients`).
-  RDPG's actor state is its recurrent state; its learner unrolls whole
-  stored episodes from their start with backpropagation through time.
+  RDPG's actor state is its recurrent state (both cores, the previous
+  action and the noise); its learner unrolls replayed sequences from their
+  stored state after a burn-in, as R2D2 (`agents.rdpg`; Heess et al.
+  backpropagate through whole episodes).
 
 Adding an agent
 ---------------

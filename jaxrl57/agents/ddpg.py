@@ -32,7 +32,8 @@ the critic is trained on actions the env can take. The actor's gradient is
 computed as the vector-Jacobian product of mu with the (possibly inverted)
 dQ/da, which is exactly grad of -mean_b Q(s_b, mu(s_b)) when not inverted.
 The `policy_out_of_bounds` metric is the fraction of mu's action components
-outside the bounds on each update's batch of replayed states.
+outside the bounds on each update's batch of replayed states, `policy_excess`
+the largest distance of one past its bound, in action scales.
 
 Noise scales are fractions of the action scale (high - low) / 2, as in
 Fujimoto's and CleanRL's code. Until `random_steps` env steps have been
@@ -170,12 +171,52 @@ class OUState(NamedTuple):
     noise: jax.Array
 
 
-def _optimizer(learning_rate, max_grad_norm, weight_decay=None) -> optax.GradientTransformation:
+def make_optimizer(learning_rate, max_grad_norm,
+                   weight_decay=None) -> optax.GradientTransformation:
+    """Adam after a global-norm clip, with an optional L2 penalty added to the gradient."""
     parts = [optax.clip_by_global_norm(max_grad_norm)]
     if weight_decay is not None:  # L2 on the loss: added to the gradient, before Adam
         parts.append(optax.add_decayed_weights(weight_decay))
     parts.append(optax.adam(learning_rate))
     return optax.chain(*parts)
+
+
+def bound_action(u, bounding: str, low, high):
+    """The actor's action from its raw output `u` [..., D] under `bounding` (see the
+    module docstring): tanh squashing into [low, high], a clip, or `u` itself."""
+    if bounding == "tanh":
+        return (high + low) / 2 + (high - low) / 2 * jnp.tanh(u)
+    if bounding == "clip":
+        return jnp.clip(u, low, high)
+    return u
+
+
+def action_noise(exploration: str, hp, key, shape, scale, ou_noise=None):
+    """Exploration noise in action units, and the new OU state (`ou_noise` [..., D],
+    unchanged for Gaussian noise): N(0, exploration_noise^2) per component, or one
+    step x' = x - theta x + sigma eps of the Ornstein-Uhlenbeck process with dt = 1
+    (Lillicrap et al. 2016, sec. 7), both times the action scale `scale`."""
+    eps = jax.random.normal(key, shape)
+    if exploration == "ou":
+        ou_noise = (1.0 - hp.ou_theta) * ou_noise + hp.exploration_noise * eps
+        return ou_noise * scale, ou_noise
+    return hp.exploration_noise * scale * eps, ou_noise
+
+
+def explore_action(greedy, noise, key, low, high, random_now):
+    """clip(greedy + noise, low, high), or actions uniform in the bounds where
+    `random_now` (the first `random_steps`, Fujimoto et al. 2018, sec. 6.1)."""
+    acting = jnp.clip(greedy + noise, low, high)
+    uniform = jax.random.uniform(key, acting.shape, minval=low, maxval=high)
+    return jnp.where(random_now, uniform, acting)
+
+
+def smooth_target_action(a_t, hp, key, low, high, scale):
+    """TD3's target policy smoothing (Fujimoto et al. 2018, sec. 5.3):
+    clip(a_t + clip(eps, -c, c), low, high), eps ~ N(0, target_noise^2), in action scales."""
+    smooth = jnp.clip(hp.target_noise * jax.random.normal(key, a_t.shape),
+                      -hp.target_noise_clip, hp.target_noise_clip) * scale
+    return jnp.clip(a_t + smooth, low, high)
 
 
 def policy_gradient(policy, critic, actor_params, low, high, *, invert: bool = False):
@@ -217,7 +258,7 @@ def make_ddpg(config: DDPGConfig, spec: EnvSpec, num_envs: int) -> Agent:
     if not (np.all(np.isfinite(spec.action_low)) and np.all(np.isfinite(spec.action_high))):
         raise ValueError(f"{spec.name} has unbounded actions; DDPG here needs finite bounds")
     D = low.shape[0]
-    scale, centre = (high - low) / 2, (high + low) / 2
+    scale = (high - low) / 2
     obs_ndim = len(spec.obs_shape)
     policy_net = DeterministicPolicy(D, config.hidden_sizes, obs_ndim)
     critic_net = Critic(config.hidden_sizes, obs_ndim, config.num_critics)
@@ -226,25 +267,18 @@ def make_ddpg(config: DDPGConfig, spec: EnvSpec, num_envs: int) -> Agent:
                                     config.batch_size, n_step=config.n_step,
                                     action_dtype=jnp.float32, action_shape=(D,))
 
-    def bound(u):
-        """The actor's action from its raw output (see the module docstring)."""
-        if config.action_bounding == "tanh":
-            return centre + scale * jnp.tanh(u)
-        if config.action_bounding == "clip":
-            return jnp.clip(u, low, high)
-        return u
-
     def mu(actor_params, obs):
-        return bound(policy_net.apply(actor_params, obs))
+        return bound_action(policy_net.apply(actor_params, obs), config.action_bounding,
+                            low, high)
 
     def q(critic_params, obs, action):
         return critic_net.apply(critic_params, obs, action)  # [num_critics, B]
 
     def actor_opt(hp):
-        return _optimizer(hp.actor_learning_rate, hp.max_grad_norm)
+        return make_optimizer(hp.actor_learning_rate, hp.max_grad_norm)
 
     def critic_opt(hp):
-        return _optimizer(hp.critic_learning_rate, hp.max_grad_norm, hp.critic_weight_decay)
+        return make_optimizer(hp.critic_learning_rate, hp.max_grad_norm, hp.critic_weight_decay)
 
     def init(key, hp: DDPGHParams) -> DDPGState:
         actor_key, critic_key = jax.random.split(key)
@@ -264,24 +298,19 @@ def make_ddpg(config: DDPGConfig, spec: EnvSpec, num_envs: int) -> Agent:
     def explore(view: ActorView, noise, obs, key):
         """clip(mu(s) + noise, low, high), or uniform actions during the random steps."""
         random_key, key = jax.random.split(key)
-        greedy = mu(view.params, obs)
-        acting = jnp.clip(greedy + noise, low, high)
-        uniform = jax.random.uniform(random_key, acting.shape, minval=low, maxval=high)
-        return jnp.where(view.env_steps < view.hparams.random_steps, uniform, acting)
+        return explore_action(mu(view.params, obs), noise, random_key, low, high,
+                              view.env_steps < view.hparams.random_steps)
 
     def actor_init(view, n: int):
         return OUState(jnp.zeros((n, D))) if config.exploration == "ou" else ()
 
     def act(view: ActorView, actor_state, obs, key):
         noise_key, key = jax.random.split(key)
-        hp = view.hparams
-        eps = jax.random.normal(noise_key, (obs.shape[0], D))
-        if config.exploration == "ou":
-            # x_{t+1} = x_t - theta x_t + sigma eps_t: the OU process with dt = 1.
-            noise = (1.0 - hp.ou_theta) * actor_state.noise + hp.exploration_noise * eps
-            actor_state = OUState(noise)
-            return explore(view, noise * scale, obs, key), actor_state
-        return explore(view, hp.exploration_noise * scale * eps, obs, key), actor_state
+        ou = config.exploration == "ou"
+        noise, ou_noise = action_noise(config.exploration, view.hparams, noise_key,
+                                       (obs.shape[0], D), scale,
+                                       actor_state.noise if ou else None)
+        return explore(view, noise, obs, key), OUState(ou_noise) if ou else actor_state
 
     def actor_observe(actor_state, actions, reward, done):
         if config.exploration != "ou":
@@ -302,10 +331,8 @@ def make_ddpg(config: DDPGConfig, spec: EnvSpec, num_envs: int) -> Agent:
 
     def critic_loss(critic_params, target_params: DDPGParams, batch: Transition, hp, key):
         """sum_i mean_b (Q_i(s, a) - y)^2 with the (clipped double-Q, smoothed) target."""
-        a_t = mu(target_params.actor, batch.next_obs)
-        smooth = jnp.clip(hp.target_noise * jax.random.normal(key, a_t.shape),
-                          -hp.target_noise_clip, hp.target_noise_clip) * scale
-        a_t = jnp.clip(a_t + smooth, low, high)
+        a_t = smooth_target_action(mu(target_params.actor, batch.next_obs), hp, key, low, high,
+                                   scale)
         q_t = jnp.min(q(target_params.critic, batch.next_obs, a_t), axis=0)
         y = jax.lax.stop_gradient(batch.reward + batch.discount * q_t)
         q_tm1 = q(critic_params, batch.obs, batch.action)
@@ -344,8 +371,10 @@ def make_ddpg(config: DDPGConfig, spec: EnvSpec, num_envs: int) -> Agent:
         polyak = jax.tree.map(lambda t, p: hp.tau * p + (1.0 - hp.tau) * t,
                               state.target_params, params)
         outside = (actions < low) | (actions > high)
+        excess = jnp.maximum(jnp.maximum(actions - high, low - actions), 0.0) / scale
         metrics = {"loss": c_loss, "q_mean": q_mean, "actor_q": actor_q,
                    "policy_out_of_bounds": jnp.mean(outside.astype(jnp.float32)),
+                   "policy_excess": jnp.max(excess),
                    "grad_norm": optax.tree.norm(c_grads)}
         metrics = {k: jnp.where(ready, v, 0.0) for k, v in metrics.items()}
         metrics["updated"] = ready.astype(jnp.float32)
@@ -359,4 +388,4 @@ def make_ddpg(config: DDPGConfig, spec: EnvSpec, num_envs: int) -> Agent:
                  eval_actor=Actor(lambda view, n: (), eval_act, lambda s, a, r, d: s),
                  observe=observe, update=update, can_update=can_update,
                  metric_names=("loss", "q_mean", "actor_q", "policy_out_of_bounds",
-                               "grad_norm", "updated"))
+                               "policy_excess", "grad_norm", "updated"))

@@ -29,11 +29,11 @@ def member_finite(tree) -> jax.Array:
 
 
 def learner_tree(agent_state):
-    """What the finite check covers: params, target params and optimizer state.
+    """What the finite check covers: params, target params and optimizer states.
     An optimizer moment that overflowed to inf leaves params and loss finite but
     stalls every later update, so it must stop the run as well."""
-    parts = tuple(getattr(agent_state, name) for name in ("params", "target_params", "opt_state")
-                  if hasattr(agent_state, name))
+    names = ("params", "target_params", "opt_state", "actor_opt_state", "critic_opt_state")
+    parts = tuple(getattr(agent_state, name) for name in names if hasattr(agent_state, name))
     # Injected hyperparameters are settings, not learned state: max_grad_norm=inf
     # (no clipping, the Nature preset) is legitimately infinite.
     injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
