@@ -297,9 +297,9 @@ DDPG_PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
     # Sec. 7: "an Ornstein-Uhlenbeck process ... with theta = 0.15 and sigma = 0.2".
     "ddpg": (dict(num_critics=1, exploration="ou"),
              dict(exploration_noise=0.2, ou_theta=0.15, target_noise=0.0, policy_delay=1)),
-    # Sec. 4.2 clipped double Q (two critics); sec. 5.3 target policy smoothing,
-    # "sigma~ = 0.2, clipped to (-0.5, 0.5)"; sec. 5.2 "d = 2"; sec. 6.1
-    # exploration "N(0, 0.1)".
+    # Sec. 4.2 clipped double Q (two critics), sec. 5.3 target policy smoothing,
+    # sec. 5.2 delayed updates; their values from the setup of sec. 6.1: target
+    # noise N(0, 0.2) "clipped to (-0.5, 0.5)", "d = 2", exploration "N(0, 0.1)".
     "td3": (dict(num_critics=2, exploration="gaussian"),
             dict(exploration_noise=0.1, target_noise=0.2, target_noise_clip=0.5,
                  policy_delay=2)),
@@ -317,7 +317,12 @@ DDPG_MUJOCO: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
                   learning_starts=64)),
     # Fujimoto et al. 2018, Table 3 and sec. 6.1: Adam 10^-3 for both, "400 and
     # 300", mini-batch 100, tau 0.005, replay 10^6, "a purely exploratory policy
-    # for the first 10000 time steps" (of HalfCheetah and Ant; 1000 elsewhere).
+    # for the first 10000 time steps" (of HalfCheetah and Ant; 1000 elsewhere:
+    # one value here, the HalfCheetah one; `--set random_steps=1000
+    # learning_starts=1000` for Hopper or Walker2d as in the paper). The networks
+    # have no batch normalisation (Lillicrap et al. use it on low-dimensional
+    # inputs; Fujimoto et al.'s DDPG re-run does not) and flax's default hidden
+    # initialisation, not U(+-1/sqrt(fan_in)).
     "td3": (dict(hidden_sizes=(400, 300), batch_size=100, replay_capacity=1_000_000),
             dict(actor_learning_rate=1e-3, critic_learning_rate=1e-3,
                  critic_weight_decay=0.0, discount=0.99, tau=0.005, random_steps=10_000,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxrl57 import configs, envs, losses
@@ -235,3 +236,50 @@ def test_ddpg_and_td3_reach_minus_200_on_pendulum(agent_name):
     eval_return = np.asarray(rows["eval_return"])
     assert eval_return[:, -1].mean() >= -200 and eval_return[:, -1].min() >= -250, eval_return
     assert np.all(np.asarray(rows["env_steps"])[:, -1] >= 15000)
+
+
+def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_path):
+    """What `--resume` does on a JAX env, for DDPG with OU noise (whose per-env
+    state lives in the runner state): rows 1-2, a save and a load of the whole
+    runner state, rows 3-4 give exactly the rows and state of rows 1-4 in one go."""
+    from jaxrl57 import checkpoint
+    from jaxrl57.runners.on_device import make_runner
+
+    s = configs.resolve("ddpg", "jax:Pendulum-v1", {
+        "total_steps": "1680", "num_rows": "4", "eval_episodes": "2", "learning_starts": "200",
+        "random_steps": "200", "hidden_sizes": "16,16", "batch_size": "16"})
+    env = envs.make_env("jax:Pendulum-v1")
+    agent = make_ddpg(s.agent_config, env.spec, s.run_config.num_envs)
+    init, run_rows = make_runner(agent, env, s.run_config)
+    run = jax.jit(run_rows, static_argnums=1)
+    start = jax.jit(init)(jax.random.PRNGKey(3), DDPGHParams.create(**s.hparams))
+    whole, rows = run(start, 4)
+    half, first = run(start, 2)
+    path = str(tmp_path / "ckpt")
+    checkpoint.save(path, half, {})
+    restored, _ = checkpoint.load(path, like=half)
+    rest, second = run(restored, 2)
+    for name, value in rows.items():
+        np.testing.assert_array_equal(np.concatenate([first[name], second[name]]), value,
+                                      err_msg=name)
+    jax.tree.map(np.testing.assert_array_equal, rest, whole)
+    assert float(rows["updates"][-1]) > 0  # the learner trained before and after the save
+    assert np.any(np.asarray(half.actor.noise) != 0)  # an OU state in flight was saved
+
+
+def test_critic_weight_decay_reaches_the_weight_matrices_only():
+    """L2 decay (Lillicrap et al. 2016, sec. 7) as in the DDPG reference code: the
+    gradient gains weight_decay * w on weight matrices; a decayed output bias would
+    pull every Q towards 0, like a constant extra reward."""
+    from jaxrl57.agents.ddpg import make_optimizer
+
+    params = {"Dense_0": {"kernel": jnp.full((2, 3), 2.0), "bias": jnp.full(3, 2.0)}}
+    tx = make_optimizer(1.0, jnp.inf, 0.01)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    decay = tx.update(zero, tx.init(params), params)[0]
+    with_decay_only = optax.chain(optax.add_decayed_weights(0.01))  # what it must not be
+    unmasked = with_decay_only.update(zero, with_decay_only.init(params), params)[0]
+    assert bool(jnp.all(unmasked["Dense_0"]["bias"] != 0))
+    # Adam's first step moves every decayed entry by -lr * sign: the kernel only.
+    np.testing.assert_allclose(decay["Dense_0"]["kernel"], -1.0, rtol=1e-3)
+    np.testing.assert_array_equal(decay["Dense_0"]["bias"], 0.0)

@@ -140,7 +140,9 @@ class DDPGHParams:
         return hparams_from_values(cls, DEFAULT_HPARAMS, values)
 
 
-# Fujimoto et al. 2018, Table 3 (TD3 on MuJoCo), where not overridden by a preset.
+# TD3 as its authors' code runs it now (github.com/sfujim/TD3, main.py: Adam 3e-4,
+# 256x256, batch 256), also CleanRL's; the paper's Table 3 values (1e-3, 400x300,
+# batch 100) are the MuJoCo presets (`presets.DDPG_MUJOCO`).
 DEFAULT_HPARAMS: dict[str, float] = dict(
     actor_learning_rate=3e-4, critic_learning_rate=3e-4, critic_weight_decay=0.0,
     discount=0.99, tau=0.005, exploration_noise=0.1, ou_theta=0.15, eval_noise=0.0,
@@ -171,12 +173,22 @@ class OUState(NamedTuple):
     noise: jax.Array
 
 
+def _kernels(params):
+    """True at the Dense layers' weight matrices, False at their biases."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+
+
 def make_optimizer(learning_rate, max_grad_norm,
                    weight_decay=None) -> optax.GradientTransformation:
-    """Adam after a global-norm clip, with an optional L2 penalty added to the gradient."""
+    """Adam after a global-norm clip, with an optional L2 penalty on the weight
+    matrices added to the gradient (weight_decay * w: the gradient of
+    weight_decay / 2 * |w|^2, the convention of the DDPG reference code in
+    OpenAI baselines, which also leaves the biases undecayed; Lillicrap et al.
+    2016, sec. 7, say only "L2 weight decay of 10^-2" for Q)."""
     parts = [optax.clip_by_global_norm(max_grad_norm)]
-    if weight_decay is not None:  # L2 on the loss: added to the gradient, before Adam
-        parts.append(optax.add_decayed_weights(weight_decay))
+    if weight_decay is not None:  # added to the gradient before Adam: L2 on the loss
+        parts.append(optax.add_decayed_weights(weight_decay, mask=_kernels))
     parts.append(optax.adam(learning_rate))
     return optax.chain(*parts)
 

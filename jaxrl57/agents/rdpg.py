@@ -181,7 +181,7 @@ class RDPGHParams:
         return hparams_from_values(cls, DEFAULT_HPARAMS, values)
 
 
-# DDPG's defaults (Fujimoto et al. 2018, Table 3), with the replay warm-up in sequences.
+# DDPG's defaults (`agents.ddpg.DEFAULT_HPARAMS`), with the replay warm-up in sequences.
 DEFAULT_HPARAMS: dict[str, float] = dict(DDPG_DEFAULT_HPARAMS, learning_starts=64)
 
 
