@@ -209,8 +209,9 @@ def _train_pendulum(agent_name: str, seeds: int, overrides: dict):
     return train(keys, DDPGHParams.create(**s.hparams))
 
 
+@pytest.mark.slow
 def test_ddpg_improves_on_pendulum_within_5000_steps():
-    """A short check that runs in the default suite: an untrained or random policy
+    """A short check: an untrained or random policy
     scores about -1200 to -1600 on Pendulum-v1 (200 steps of cost up to 16.3);
     after 5,000 env steps (4,000 updates) DDPG's greedy policy holds the pendulum up
     from most starts. Measured on seeds 0-7 of one machine: -131 to -352 (and -1009

@@ -398,6 +398,7 @@ TINY = {"num_envs": "2", "num_rows": "2", "core_size": "8", "head_hidden": "8",
         "eval_max_steps": "20"}
 
 
+@pytest.mark.slow
 def test_tiny_run_through_the_command_line_and_a_checkpoint_round_trip(tmp_path, played):
     env, out = "jax:MaskedPendulum-v1", str(tmp_path / "run")
     sets = [arg for name, value in TINY.items() for arg in ("--set", f"{name}={value}")]
