@@ -309,18 +309,20 @@ def check(s: Settings) -> None:
 
 
 def field_docs(cls) -> dict[str, str]:
-    """The attribute docstrings of a settings class: the string literal under each field."""
+    """The attribute docstrings of a settings class: the string literal under each field,
+    a subclass's own where it redeclares a field of its base."""
     import ast
     import inspect
     import textwrap
 
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
     docs = {}
-    for field, after in zip(body, body[1:], strict=False):
-        if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
-            docs[field.target.id] = " ".join(after.value.value.split())
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for field, after in zip(body, body[1:], strict=False):
+            if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[field.target.id] = " ".join(after.value.value.split())
     return docs
 
 

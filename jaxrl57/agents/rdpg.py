@@ -66,6 +66,7 @@ from jaxrl57.agents.base import Actor, ActorView, Agent, hparams_from_values
 from jaxrl57.agents.ddpg import (
     ACTION_BOUNDINGS,
     EXPLORATIONS,
+    DDPGHParams,
     DDPGParams,
     action_noise,
     bound_action,
@@ -143,38 +144,12 @@ class RDPGConfig:
 
 
 @flax.struct.dataclass
-class RDPGHParams:
+class RDPGHParams(DDPGHParams):
     """Traced settings (float32 scalars, or [K] when stacked for a sweep): DDPG's, with
     `learning_starts` in sequences."""
 
-    actor_learning_rate: jax.Array
-    """Adam step size of the actor."""
-    critic_learning_rate: jax.Array
-    """Adam step size of the critic(s)."""
-    critic_weight_decay: jax.Array
-    """L2 penalty on the critic's weights, added to its gradient."""
-    discount: jax.Array
-    """Discount gamma."""
-    tau: jax.Array
-    """Target networks move to tau * online + (1 - tau) * target at each actor update."""
-    exploration_noise: jax.Array
-    """Std of the Gaussian action noise, or sigma of the OU process, in action scales."""
-    ou_theta: jax.Array
-    """Mean reversion of the OU process per step."""
-    eval_noise: jax.Array
-    """Std of Gaussian action noise in evaluation episodes (0: the deterministic policy)."""
-    target_noise: jax.Array
-    """TD3's target policy smoothing: std of the noise on the target action (0: none) ..."""
-    target_noise_clip: jax.Array
-    """... clipped to +-this (both in action scales)."""
-    policy_delay: jax.Array
-    """Critic updates per actor and target update (TD3: 2; DDPG: 1)."""
     learning_starts: jax.Array
     """Sequences in replay before the first update."""
-    random_steps: jax.Array
-    """Env steps of uniformly random actions before the actor acts."""
-    max_grad_norm: jax.Array
-    """Global gradient-norm clip of each network (inf: none)."""
 
     @classmethod
     def create(cls, **values: Any) -> RDPGHParams:
