@@ -14,6 +14,13 @@ CPU. What a test asserts never depends on the cache: a program read back from it
 is the one the test would have compiled. The tests that count compilations or
 cache hits run in processes with JAX's variables removed, or point JAX at a cache
 of their own and restore this one after (the `compile_cache` fixtures).
+
+The default selection (`-m 'not slow'`) also compiles with XLA's backend
+optimisation level 0: its programs are small and run briefly, so LLVM's
+optimisation passes cost more than they save (about a third of those tests'
+time). The learning checks (`-m slow`) and any run given its own XLA_FLAGS keep
+XLA's defaults. A test compares programs built under the same flags, or compares
+against a reference with a tolerance that float rounding passes.
 """
 
 import os
@@ -34,7 +41,13 @@ def _use_cache(path: str) -> None:
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 
+def _fast_compile(config) -> None:
+    if config.option.markexpr == "not slow" and "XLA_FLAGS" not in os.environ:
+        os.environ["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+
+
 def pytest_configure(config):
+    _fast_compile(config)
     worker = getattr(config, "workerinput", None)
     if worker is not None:  # an xdist worker: the controller made the folder
         _use_cache(worker[_CACHE_KEY])

@@ -56,6 +56,15 @@ def _tree_equal(a, b) -> bool:
                zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
+def _tree_copy(a, b) -> bool:
+    """Equal to float32 rounding: XLA may recompute the new online weights inside
+    the target's fusion, and without LLVM's optimisations (the suite's default
+    selection) that copy can round a last bit differently. One update moves the
+    weights by far more than 1e-6 of their size."""
+    return all(np.allclose(x, y, rtol=1e-6, atol=0) for x, y in
+               zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
 def test_agent_functions_trace_once():
     agent = _agent()
     chex.clear_trace_counter()
@@ -149,11 +158,12 @@ def test_target_network_periodic_copy():
     for k in range(1, 8):
         assert not _tree_equal(online[k], online[k - 1]), "params did not move"
         if k % 3 == 0:
-            assert _tree_equal(target[k], online[k]), f"target != online after update {k}"
+            assert _tree_copy(target[k], online[k]), f"target != online after update {k}"
         else:
             assert not _tree_equal(target[k], online[k]), f"target moved at update {k}"
-            # Held at the last copy.
-            assert _tree_equal(target[k], online[3 * (k // 3)])
+            # Held at the last copy, bit for bit.
+            assert _tree_equal(target[k], target[k - 1])
+            assert _tree_copy(target[k], online[3 * (k // 3)])
 
 
 def test_target_network_polyak_average():
