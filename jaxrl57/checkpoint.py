@@ -100,10 +100,35 @@ def _write_hashed(f, flat: np.ndarray, pool) -> str:
     return h.hexdigest()
 
 
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    """Removes the temporary files of saves to `name` whose process has ended: a
+    run killed while saving leaves one, as large as the checkpoint (gigabytes
+    with an Atari replay), and the next save would write a second beside it."""
+    prefix = f".{name}.tmp-"
+    for entry in os.listdir(folder):
+        if not entry.startswith(prefix) or not entry[len(prefix):].isdigit():
+            continue
+        pid = int(entry[len(prefix):])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # still running: perhaps another process saving here
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # exists but is not ours to signal
+        try:
+            os.remove(os.path.join(folder, entry))
+        except OSError:
+            pass
+
+
 def save(path: str, state: Any, meta: dict) -> None:
     """Writes `state` (a pytree of arrays) and `meta` (JSON-able) to `path` atomically."""
     path_leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
     folder = os.path.dirname(os.path.abspath(path))
+    _remove_stale_temporaries(folder, os.path.basename(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     entries = []
     try:

@@ -382,6 +382,24 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert meta == {"rows": [{"a": 1}]}
 
 
+def test_save_removes_temporaries_of_ended_saves_only(tmp_path):
+    """A run killed mid-save leaves `.NAME.tmp-PID`; the next save removes it when
+    that process has ended, and leaves a running process's file and other files."""
+    path = str(tmp_path / "checkpoint.jaxrl57")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead = tmp_path / f".checkpoint.jaxrl57.tmp-{int(ended.stdout)}"
+    alive = tmp_path / f".checkpoint.jaxrl57.tmp-{os.getppid()}"
+    other = tmp_path / ".other.jaxrl57.tmp-1"
+    for f in (dead, alive, other):
+        f.write_bytes(b"partial")
+    checkpoint.save(path, {"w": np.zeros(3, np.float32)}, {})
+    assert not dead.exists()
+    assert alive.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, other.name, "checkpoint.jaxrl57"])
+
+
 def test_checkpoint_load_rejects_bad_files(tmp_path):
     path = str(tmp_path / "checkpoint.jaxrl57")
     state = {"w": np.arange(1000, dtype=np.float32)}
