@@ -60,6 +60,7 @@ from jaxrl57.envs.base import EnvSpec
 from jaxrl57.networks.recurrent import RecurrentQNetwork, initial_carry
 from jaxrl57.networks.torsos import ConvTorso, MLPTorso
 from jaxrl57.replay.buffer import EnvSteps, ReplayParams, make_sequence_buffer
+from jaxrl57.replay.sequence import check_sequence_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,14 +108,7 @@ class R2D2Config:
             raise ValueError(f"torso must be mlp, nature_cnn or small_cnn, not {self.torso!r}")
         if self.conv_lstm_features and self.torso == "mlp":
             raise ValueError("conv_lstm_features needs a convolutional torso")
-        if self.burn_in < 0:
-            raise ValueError(f"burn_in must be >= 0, got {self.burn_in}")
-        if self.trace_length < 1:
-            raise ValueError(f"trace_length (steps that carry the loss) must be >= 1, "
-                             f"got {self.trace_length}")
-        if not 1 <= self.period <= self.seq_len:
-            raise ValueError(f"period must be in [1, seq_len = burn_in + trace_length + 1 = "
-                             f"{self.seq_len}], got {self.period}")
+        check_sequence_layout(self.burn_in, self.trace_length, self.period)
         for name in ("n_step", "batch_size", "replay_capacity"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

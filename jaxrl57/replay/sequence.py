@@ -100,6 +100,21 @@ class SequenceReplayState(NamedTuple):
     max_priority: jax.Array
 
 
+def check_sequence_layout(burn_in: int, trace_length: int, period: int) -> None:
+    """Raises ValueError unless sequences of `burn_in + trace_length + 1` steps
+    (a burn-in, the steps that carry the loss, one bootstrap step; Kapturowski et
+    al. 2019, sec. 2.3, stored as acme does) can be cut every `period` pushes."""
+    if burn_in < 0:
+        raise ValueError(f"burn_in must be >= 0, got {burn_in}")
+    if trace_length < 1:
+        raise ValueError(f"trace_length (steps that carry the loss) must be >= 1, "
+                         f"got {trace_length}")
+    seq_len = burn_in + trace_length + 1
+    if not 1 <= period <= seq_len:
+        raise ValueError(f"period must be in [1, seq_len = burn_in + trace_length + 1 = "
+                         f"{seq_len}], got {period}")
+
+
 def _zeros(example, lead: tuple[int, ...]):
     return _tree_map(lambda x: jnp.zeros(lead + jnp.shape(x), jnp.asarray(x).dtype), example)
 
