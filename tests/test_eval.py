@@ -127,7 +127,8 @@ def test_eval_replays_the_runs_last_evaluation(catch_run, tmp_path, capsys):
         record = json.load(f)
     assert record["replays_last_evaluation"] is True
     means = [m["mean"] for m in record["members"]]
-    np.testing.assert_allclose(means, _last_evals(catch_run), rtol=1e-6)
+    # metrics.csv keeps 6 significant digits.
+    np.testing.assert_allclose(means, _last_evals(catch_run), rtol=1e-5)
     for m in record["members"]:
         assert m["episodes"] == 100 and len(m["returns"]) == 100
         assert set(m["returns"]) <= {-1.0, 1.0} and m["lengths"] == [7] * 100
@@ -223,7 +224,8 @@ def test_eval_of_an_envpool_run(tmp_path, capsys):
         assert member["lengths"] == [int(r) for r in member["returns"]]  # reward 1 a step
     # The run's one evaluation was the first on a fresh pool whose envs for member
     # m are seeded from m * eval_episodes on; greedy, eval plays those episodes.
-    np.testing.assert_allclose([m["mean"] for m in members], _last_evals(run), rtol=1e-6)
+    # (metrics.csv keeps 6 significant digits: 180.333 for 541 / 3.)
+    np.testing.assert_allclose([m["mean"] for m in members], _last_evals(run), rtol=1e-5)
     capsys.readouterr()
     assert main(["eval", run, "--video", str(tmp_path / "v.gif")]) == 2
     assert "observations are not frames" in capsys.readouterr().err

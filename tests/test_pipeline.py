@@ -42,7 +42,7 @@ def test_replay_ratio_is_exact(queue_size, lag, refresh):
     E, te, upt, start = 4, 2, 3, 40
     s = _settings(240, num_envs=E, train_every=te, updates_per_train=upt,
                   learning_starts=start, queue_size=queue_size, actor_lag=lag,
-                  actor_refresh=refresh)
+                  actor_refresh=refresh, n_step=1)
     run = s.run_config
     d = _driver(s)
     try:
