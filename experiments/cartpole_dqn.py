@@ -6,8 +6,8 @@ the cartpole family defaults of `jaxrl57/presets.py`, listed below. They are not
 paper's: they were chosen for a run under 20 s on a 2-core CPU (docs/results.md). The
 whole run is one compiled `lax.scan`.
 
-Expected: a final greedy eval return of 500 on nearly every seed, not all (45 of 48
-seeds in docs/results.md; why, and what was tried, is recorded there), in about 10 s on
+Expected: a final greedy eval return of 500 on nearly every seed, not all (52 of 56
+runs in docs/results.md; why, and what was tried, is recorded there), in about 10 s on
 a 2-core CPU.
 
     python experiments/cartpole_dqn.py [--steps N] [--seeds K] [--out DIR] [--set NAME=VALUE ...]
