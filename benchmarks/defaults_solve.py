@@ -13,8 +13,8 @@ jaxrl57.cli`), and reads each run's summary.json:
   (d) the persistent compilation cache: `jaxrl57 train` twice on a fresh cache
       folder (the first run compiles and writes it, the second reads it), and
       once with the cache off (`--repeats` trials, each on a fresh folder);
-  (e) `jaxrl57 train --seed 16 --seeds 32`: seeds 16-47, which the defaults were
-      not chosen on, so (a)'s count is not a property of its 16 seeds alone.
+  (e) `jaxrl57 train --seed 16 --seeds 32`: 32 more seeds, so that (a)'s count
+      is not read as a property of its 16 seeds alone.
 
 Issue 11 asks for all members >= the threshold in (a)-(c) and each run of (b)
 within 20 s wall, start-up included. Runs (a)-(c) have the compile cache off, so

@@ -43,6 +43,7 @@ import json
 import math
 import os
 import struct
+import time
 from typing import Any
 
 import jax
@@ -100,15 +101,25 @@ def _write_hashed(f, flat: np.ndarray, pool) -> str:
     return h.hexdigest()
 
 
+_STALE_AFTER_S = 600.0
+
+
 def _remove_stale_temporaries(folder: str, name: str) -> None:
     """Removes the temporary files of saves to `name` whose process has ended: a
     run killed while saving leaves one, as large as the checkpoint (gigabytes
-    with an Atari replay), and the next save would write a second beside it."""
+    with an Atari replay), and the next save would write a second beside it.
+
+    A file is left alone while its process id is running here, or when it was
+    written in the last ten minutes: a save from another machine or container
+    sharing the folder has a process id this one cannot see, but it keeps
+    writing to its file."""
     prefix = f".{name}.tmp-"
+    now = time.time()
     for entry in os.listdir(folder):
-        if not entry.startswith(prefix) or not entry[len(prefix):].isdigit():
+        suffix = entry[len(prefix):]
+        if not entry.startswith(prefix) or not (suffix.isascii() and suffix.isdigit()):
             continue
-        pid = int(entry[len(prefix):])
+        pid = int(suffix)
         if pid == os.getpid():
             continue
         try:
@@ -116,10 +127,12 @@ def _remove_stale_temporaries(folder: str, name: str) -> None:
             continue  # still running: perhaps another process saving here
         except ProcessLookupError:
             pass
-        except OSError:
-            continue  # exists but is not ours to signal
+        except (OSError, OverflowError):
+            continue  # exists but is not ours to signal, or no process id at all
+        path = os.path.join(folder, entry)
         try:
-            os.remove(os.path.join(folder, entry))
+            if now - os.path.getmtime(path) >= _STALE_AFTER_S:
+                os.remove(path)
         except OSError:
             pass
 

@@ -384,20 +384,27 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 def test_save_removes_temporaries_of_ended_saves_only(tmp_path):
     """A run killed mid-save leaves `.NAME.tmp-PID`; the next save removes it when
-    that process has ended, and leaves a running process's file and other files."""
+    that process has ended and the file is no longer being written, and leaves a
+    running process's file, a fresh file, and names that are not a process id."""
     path = str(tmp_path / "checkpoint.jaxrl57")
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)
-    dead = tmp_path / f".checkpoint.jaxrl57.tmp-{int(ended.stdout)}"
-    alive = tmp_path / f".checkpoint.jaxrl57.tmp-{os.getppid()}"
+    prefix = ".checkpoint.jaxrl57.tmp-"
+    dead = tmp_path / f"{prefix}{int(ended.stdout)}"
+    dead_fresh = tmp_path / f"{prefix}{int(ended.stdout) + 1_000_000}"  # no such process
+    alive = tmp_path / f"{prefix}{os.getppid()}"
+    odd = [tmp_path / f"{prefix}{2**40}", tmp_path / f"{prefix}\u00b2", tmp_path / f"{prefix}x"]
     other = tmp_path / ".other.jaxrl57.tmp-1"
-    for f in (dead, alive, other):
+    old = time.time() - 3600
+    for f in (dead, dead_fresh, alive, other, *odd):
         f.write_bytes(b"partial")
+        if f is not dead_fresh:
+            os.utime(f, (old, old))
     checkpoint.save(path, {"w": np.zeros(3, np.float32)}, {})
     assert not dead.exists()
-    assert alive.exists() and other.exists()
+    kept = [dead_fresh, alive, other, *odd]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [alive.name, other.name, "checkpoint.jaxrl57"])
+        [f.name for f in kept] + ["checkpoint.jaxrl57"])
 
 
 def test_checkpoint_load_rejects_bad_files(tmp_path):

@@ -242,7 +242,7 @@ def test_ddpg_and_td3_reach_minus_200_on_pendulum(agent_name):
 def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_path):
     """What `--resume` does on a JAX env, for DDPG with OU noise (whose per-env
     state lives in the runner state): rows 1-2, a save and a load of the whole
-    runner state, rows 3-4 give exactly the rows and state of rows 1-4 in one go.
+    runner state, rows 3-4 give exactly the rows and state of rows 1-4 without the save.
     Row by row, as the command line's driver runs them (one compiled program)."""
     from jaxrl57 import checkpoint
     from jaxrl57.runners.on_device import make_runner

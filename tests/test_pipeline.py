@@ -162,7 +162,8 @@ def test_async_dqn_learns_cartpole():
         "hidden_sizes": "64,64", "replay_capacity": "50000", "batch_size": "64",
         "learning_rate": "2.3e-3", "lr_final_fraction": "0.05", "epsilon_decay_steps": "8000",
         "huber_delta": "100", "epsilon_end": "0.04", "learning_starts": "1000",
-        "target_period": "128", "num_envs": "8", "train_every": "1", "updates_per_train": "4",
+        "target_period": "128", "n_step": "1", "discount": "0.99",  # the one-step defaults
+        "num_envs": "8", "train_every": "1", "updates_per_train": "4",
         "eval_episodes": "10", "pipeline": "async", "num_rows": "4", "eval_every_rows": "2"},
         steps=20_000)
     d = _driver(s, seed=0)
