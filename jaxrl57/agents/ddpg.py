@@ -64,11 +64,10 @@ EXPLORATIONS = ("gaussian", "ou")
 
 
 @dataclasses.dataclass(frozen=True)
-class DDPGConfig:
-    """Static settings: they fix shapes or program structure (not sweepable by vmap)."""
+class ActorCriticMethod:
+    """The static choices of the deterministic actor-critic method that DDPG, TD3 and
+    RDPG share (their configs add the networks' and the replay's sizes)."""
 
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Layer widths of the actor's and the critic's MLPs."""
     num_critics: int = 1
     """Critics: 1 (DDPG) or 2, the clipped double-Q target of TD3 (Fujimoto et al. 2018, sec.
     4.2)."""
@@ -77,6 +76,25 @@ class DDPGConfig:
     Stone 2016), clip, or none."""
     exploration: str = "gaussian"
     """Action noise: gaussian, or ou (Ornstein-Uhlenbeck, Lillicrap et al. 2016)."""
+
+    def validate_method(self) -> None:
+        """Raises ValueError for a choice the agents do not have."""
+        if self.num_critics < 1:
+            raise ValueError(f"num_critics must be >= 1, got {self.num_critics}")
+        if self.action_bounding not in ACTION_BOUNDINGS:
+            raise ValueError(f"action_bounding must be one of {', '.join(ACTION_BOUNDINGS)}, "
+                             f"not {self.action_bounding!r}")
+        if self.exploration not in EXPLORATIONS:
+            raise ValueError(f"exploration must be one of {', '.join(EXPLORATIONS)}, "
+                             f"not {self.exploration!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPGConfig(ActorCriticMethod):
+    """Static settings: they fix shapes or program structure (not sweepable by vmap)."""
+
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Layer widths of the actor's and the critic's MLPs."""
     replay_capacity: int = 1_000_000
     """Transitions kept in replay."""
     batch_size: int = 256
@@ -86,18 +104,13 @@ class DDPGConfig:
 
     def validate(self) -> None:
         """Raises ValueError for impossible settings."""
-        for name in ("batch_size", "replay_capacity", "n_step", "num_critics"):
+        self.validate_method()
+        for name in ("batch_size", "replay_capacity", "n_step"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size > self.replay_capacity:
             raise ValueError(f"batch_size ({self.batch_size}) is larger than replay_capacity "
                              f"({self.replay_capacity})")
-        if self.action_bounding not in ACTION_BOUNDINGS:
-            raise ValueError(f"action_bounding must be one of {', '.join(ACTION_BOUNDINGS)}, "
-                             f"not {self.action_bounding!r}")
-        if self.exploration not in EXPLORATIONS:
-            raise ValueError(f"exploration must be one of {', '.join(EXPLORATIONS)}, "
-                             f"not {self.exploration!r}")
         if any(size < 1 for size in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be layer sizes >= 1, got {self.hidden_sizes}")
 

@@ -63,9 +63,9 @@ import numpy as np
 import optax
 
 from jaxrl57.agents.base import Actor, ActorView, Agent, hparams_from_values
+from jaxrl57.agents.ddpg import DEFAULT_HPARAMS as DDPG_DEFAULT_HPARAMS
 from jaxrl57.agents.ddpg import (
-    ACTION_BOUNDINGS,
-    EXPLORATIONS,
+    ActorCriticMethod,
     DDPGHParams,
     DDPGParams,
     action_noise,
@@ -75,7 +75,6 @@ from jaxrl57.agents.ddpg import (
     policy_gradient,
     smooth_target_action,
 )
-from jaxrl57.agents.ddpg import DEFAULT_HPARAMS as DDPG_DEFAULT_HPARAMS
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.networks.recurrent_continuous import RecurrentCritic, RecurrentPolicy, zero_carry
 from jaxrl57.replay.buffer import EnvSteps, ReplayParams, make_sequence_buffer
@@ -83,7 +82,7 @@ from jaxrl57.replay.sequence import check_sequence_layout
 
 
 @dataclasses.dataclass(frozen=True)
-class RDPGConfig:
+class RDPGConfig(ActorCriticMethod):
     """Static settings (shapes and program structure)."""
 
     hidden_sizes: tuple[int, ...] = ()
@@ -92,14 +91,6 @@ class RDPGConfig:
     """LSTM units of the actor's and of the critic's core."""
     head_hidden: tuple[int, ...] = (64,)
     """Hidden layers after each core (the critic's take [core output, action])."""
-    num_critics: int = 1
-    """Critics: 1 (DDPG) or 2, the clipped double-Q target of TD3 (Fujimoto et al. 2018, sec.
-    4.2)."""
-    action_bounding: str = "tanh"
-    """How the actor's output stays in the action bounds: tanh, inverting_gradients (Hausknecht &
-    Stone 2016), clip, or none."""
-    exploration: str = "gaussian"
-    """Action noise: gaussian, or ou (Ornstein-Uhlenbeck, Lillicrap et al. 2016)."""
     # Sequences hold burn_in + trace_length + 1 steps (`seq_len`, as agents.r2d2).
     burn_in: int = 10
     """Steps at a sequence's start that only warm up the stored recurrent states."""
@@ -119,19 +110,14 @@ class RDPGConfig:
 
     def validate(self) -> None:
         """Raises ValueError for impossible settings."""
+        self.validate_method()
         check_sequence_layout(self.burn_in, self.trace_length, self.period)
-        for name in ("batch_size", "replay_capacity", "num_critics", "core_size"):
+        for name in ("batch_size", "replay_capacity", "core_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size > self.replay_capacity:
             raise ValueError(f"batch_size ({self.batch_size}) is larger than replay_capacity "
                              f"({self.replay_capacity})")
-        if self.action_bounding not in ACTION_BOUNDINGS:
-            raise ValueError(f"action_bounding must be one of {', '.join(ACTION_BOUNDINGS)}, "
-                             f"not {self.action_bounding!r}")
-        if self.exploration not in EXPLORATIONS:
-            raise ValueError(f"exploration must be one of {', '.join(EXPLORATIONS)}, "
-                             f"not {self.exploration!r}")
         for name in ("hidden_sizes", "head_hidden"):
             if any(size < 1 for size in getattr(self, name)):
                 raise ValueError(f"{name} must be layer sizes >= 1, got {getattr(self, name)}")
