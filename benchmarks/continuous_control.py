@@ -19,7 +19,7 @@ compiling), and reads each run's summary.json and metrics.csv:
             row's updates, `policy_out_of_bounds`) and the batch's largest
             distance past a bound in action scales (mean over the row's updates,
             `policy_excess`); the table shows the largest row of each;
-  sweep     `--sweep actor_learning_rate=<8 values>` (8 members, one program)
+  sweep     `--sweep learning_rate=<8 values>` (actor and critic; 8 members, one program)
             against one member, alternating, `--repeats` times: the ratio of
             the runs' wall times.
 
@@ -131,7 +131,7 @@ def main() -> int:
             pairs = []
             for i in range(a.repeats):
                 one = train(["ddpg", *env], out(f"one{i}"))
-                eight = train(["ddpg", *env, "--sweep", f"actor_learning_rate={SWEEP_RATES}"],
+                eight = train(["ddpg", *env, "--sweep", f"learning_rate={SWEEP_RATES}"],
                               out(f"eight{i}"))
                 pairs.append({"one_wall_s": one["wall_s"], "eight_wall_s": eight["wall_s"],
                               "one_process_s": one["process_s"],

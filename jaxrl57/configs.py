@@ -150,8 +150,13 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
         run.update(presets.DQN_ATARI_RUN.get(agent, {}))
     if steps is not None:
         run["total_steps"] = steps
-    for name, text in overrides.items():
-        if name in static_fields:
+    aliases = agent_family.hparam_aliases
+    # An alias first, so that a name it covers, also given, wins over it.
+    for name, text in sorted(overrides.items(), key=lambda item: item[0] not in aliases):
+        if name in aliases:
+            for target in aliases[name]:
+                hp[target] = parse_value(name, text, float(hp[target]))
+        elif name in static_fields:
             static[name] = parse_value(name, text, static[name])
         elif name in hparam_fields:
             hp[name] = parse_value(name, text, float(hp[name]))
@@ -161,8 +166,8 @@ def resolve(agent: str, env_id: str, overrides: dict[str, str],
             pool[name] = parse_value(name, text, pool[name])
         else:
             import difflib
-            known = (sorted(static_fields) + sorted(hparam_fields) + sorted(RUN_FIELDS)
-                     + sorted(ENVPOOL_FIELDS))
+            known = (sorted(static_fields) + sorted(hparam_fields) + sorted(aliases)
+                     + sorted(RUN_FIELDS) + sorted(ENVPOOL_FIELDS))
             close = difflib.get_close_matches(name, known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"unknown setting {name!r}{hint}")
@@ -350,6 +355,11 @@ def describe(s: Settings) -> list[SettingRow]:
     hp_docs = field_docs(s.family.hparams_cls)
     for f in dataclasses.fields(s.family.hparams_cls):
         rows.append(SettingRow(f.name, s.hparams[f.name], "traced", hp_docs.get(f.name, "")))
+    for name, targets in s.family.hparam_aliases.items():
+        values = {s.hparams[t] for t in targets}
+        doc = f"Sets {' and '.join(targets)} to one value (a name set itself wins)."
+        rows.append(SettingRow(name, values.pop() if len(values) == 1 else "(differ)", "traced",
+                               doc))
     run_docs = field_docs(RunConfig)
     for f in dataclasses.fields(RunConfig):
         rows.append(SettingRow(f.name, getattr(s.run_config, f.name), "loop",

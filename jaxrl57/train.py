@@ -107,10 +107,10 @@ def resolve_run(args: TrainRequest) -> ResolvedRun:
         _fail(str(e))
     for mo in member_overrides:
         for name in mo:
-            if name not in base.hparam_fields:
+            if name not in base.hparam_fields and name not in base.family.hparam_aliases:
                 _fail(f"--sweep {name}: only traced hyperparameters can be swept in one "
                       f"program ({name} sets shapes or the loop); sweepable: "
-                      f"{', '.join(sorted(base.hparam_fields))}")
+                      f"{', '.join(sorted(base.hparam_fields | set(base.family.hparam_aliases)))}")
     if base.family.continuous == spec.discrete:
         need, has = (("continuous", f"{spec.num_actions} discrete actions") if spec.discrete
                      else ("discrete", "a continuous action space"))

@@ -18,7 +18,9 @@ from jaxrl57.agents.ddpg import (
 )
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.replay.base import EnvSteps
+from jaxrl57.request import TrainRequest
 from jaxrl57.runners.on_device import make_train
+from jaxrl57.train import resolve_run
 
 SPEC = EnvSpec("toy", obs_shape=(3,), action_low=(-2.0, 0.0), action_high=(2.0, 1.0),
                max_episode_steps=50)
@@ -189,6 +191,24 @@ def test_a_sweep_is_one_vmapped_program():
     new, metrics = jax.jit(jax.vmap(agent.update))(states, jax.random.split(
         jax.random.PRNGKey(1), 2))
     assert metrics["loss"].shape == (2,) and np.all(np.asarray(metrics["updated"]) == 1)
+
+
+def test_learning_rate_sets_both_networks_and_sweeps_in_one_program():
+    s = configs.resolve("td3", "jax:Pendulum-v1", {"learning_rate": "5e-4"})
+    assert s.hparams["actor_learning_rate"] == s.hparams["critic_learning_rate"] == 5e-4
+    s = configs.resolve("ddpg", "jax:Pendulum-v1",
+                        {"actor_learning_rate": "1e-4", "learning_rate": "5e-4"})
+    assert (s.hparams["actor_learning_rate"], s.hparams["critic_learning_rate"]) == (1e-4, 5e-4)
+    listed = {r.name: (r.value, r.kind) for r in configs.describe(s)}
+    assert listed["learning_rate"] == ("(differ)", "traced")
+    s = configs.resolve("ddpg", "jax:Pendulum-v1", {"learning_rate": "5e-4"})
+    assert {r.name: r.value for r in configs.describe(s)}["learning_rate"] == 5e-4
+    run = resolve_run(TrainRequest(agent="ddpg", env="jax:Pendulum-v1", seeds=1,
+                                   sweep=("learning_rate=1e-4,1e-3",)))
+    assert [(m.hparams["actor_learning_rate"], m.hparams["critic_learning_rate"])
+            for m in run.member_settings] == [(1e-4, 1e-4), (1e-3, 1e-3)]
+    with pytest.raises(configs.ConfigError, match="did you mean learning_rate"):
+        configs.resolve("ddpg", "jax:Pendulum-v1", {"learning_rat": "1e-3"})
 
 
 def test_discrete_specs_are_refused():
