@@ -14,7 +14,9 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "jaxrl57"
 # Layers below the runners: they must not know how they are driven or called.
 LOWER = ("jaxrl57.losses", "jaxrl57.networks", "jaxrl57.replay", "jaxrl57.envs",
-         "jaxrl57.agents", "jaxrl57.exploration")
+         "jaxrl57.agents", "jaxrl57.exploration", "jaxrl57.intrinsic", "jaxrl57.bandit")
+# The first layer: pure math on arrays, importing nothing of the package above it.
+PURE = ("jaxrl57.losses", "jaxrl57.exploration", "jaxrl57.intrinsic", "jaxrl57.bandit")
 # The front: it resolves settings and builds what the runners are handed.
 FRONT = ("jaxrl57.build", "jaxrl57.cli", "jaxrl57.train", "jaxrl57.report", "jaxrl57.request",
          "jaxrl57.configs", "jaxrl57.presets", "jaxrl57.reporting", "jaxrl57.playback",
@@ -118,6 +120,13 @@ def test_lower_layers_import_no_runner_or_front_module(graph, lower):
         if name == lower or name.startswith(lower + "."):
             bad = sorted(d for d in deps if d.startswith(RUNNERS_AND_FRONT))
             assert not bad, f"{name} imports {bad}"
+
+
+@pytest.mark.parametrize("pure", PURE)
+def test_pure_math_imports_only_pure_math(graph, pure):
+    assert pure in graph
+    bad = sorted(d for d in graph[pure] if d not in PURE)
+    assert not bad, f"{pure} imports {bad}"
 
 
 def test_runners_import_no_front_module(graph):
