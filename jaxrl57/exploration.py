@@ -17,6 +17,7 @@ Numeric = chex.Numeric
 __all__ = [
     "linear_epsilon",
     "epsilon_greedy",
+    "epsilon_greedy_probs",
     "apex_epsilons",
     "ngu_betas",
     "ngu_discounts",
@@ -77,6 +78,17 @@ def epsilon_greedy(key: chex.PRNGKey, q_values: Array, epsilon: Numeric) -> Arra
     random_actions = jax.random.randint(action_key, batch_shape, 0, num_actions, jnp.int32)
     explore = jax.random.uniform(explore_key, batch_shape) < epsilon
     return jnp.where(explore, random_actions, greedy)
+
+
+def epsilon_greedy_probs(q_values: Array, epsilon: Numeric) -> Array:
+    """[..., A] probabilities of `epsilon_greedy`'s actions: epsilon / A on every
+    action, plus 1 - epsilon on argmax_a q_values (the lowest index among ties,
+    as `epsilon_greedy` breaks them). epsilon 0 gives the greedy policy; both
+    enter Retrace's trace coefficients (`losses.retrace_loss`)."""
+    num_actions = q_values.shape[-1]
+    epsilon = jnp.asarray(epsilon, jnp.float32)[..., None]
+    greedy = jax.nn.one_hot(jnp.argmax(q_values, axis=-1), num_actions, dtype=jnp.float32)
+    return (1.0 - epsilon) * greedy + epsilon / num_actions
 
 
 def apex_epsilons(num_actors: int, epsilon: Numeric = 0.4, alpha: Numeric = 7.0) -> Array:

@@ -24,6 +24,7 @@ __all__ = [
     "invert_gradients",
     "r2d2_priority",
     "r2d2_loss",
+    "retrace_loss",
     "agent57_q",
     "categorical_projection",
     "categorical_dqn_loss",
@@ -208,6 +209,13 @@ def r2d2_loss(
     a_t = jnp.argmax(q_t_online, axis=-1).astype(a_tm1.dtype)
     td = jax.vmap(functools.partial(rlax.transformed_n_step_q_learning, n=n_step, tx_pair=tx))(
         q_tm1, a_tm1, q_t_target, a_t, r_t, discount_t)
+    return _sequence_loss(td, mask_t, weights, eta)
+
+
+def _sequence_loss(td: Array, mask_t: Array | None, weights: Array | None, eta: Numeric
+                   ) -> tuple[Array, Array, Array]:
+    """(mean_b weights_b * 0.5 * sum_t mask_t td_t^2, masked td [B, T], the
+    R2D2 priority of each sequence over its masked steps)."""
     mask = jnp.ones_like(td) if mask_t is None else mask_t.astype(td.dtype)
     chex.assert_equal_shape([mask, td])
     td = td * mask
@@ -216,6 +224,72 @@ def r2d2_loss(
     mean_abs = jnp.sum(abs_td, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
     priority = eta * jnp.max(abs_td, axis=-1) + (1.0 - eta) * mean_abs
     return _weighted_mean(per_sequence, weights), td, jax.lax.stop_gradient(priority)
+
+
+def retrace_loss(
+    q_tm1: Array,
+    a_tm1: Array,
+    r_t: Array,
+    discount_t: Array,
+    q_t_target: Array,
+    a_t: Array,
+    pi_t: Array,
+    mu_t: Array,
+    *,
+    lambda_: Numeric = 0.95,
+    eta: Numeric = 0.9,
+    mask_t: Array | None = None,
+    weights: Array | None = None,
+    rescale_eps: float = 1e-3,
+    mu_eps: float = 1e-8,
+) -> tuple[Array, Array, Array]:
+    """Batched transformed Retrace loss of NGU and Agent57 (Badia et al. 2020a and
+    2020b, whose hyperparameter tables give lambda 0.95), one value head at a time.
+
+    Retrace (Munos et al. 2016) in the h-rescaled space (Kapturowski et al.
+    2019; ``rlax.transformed_retrace``), per sequence of T steps, with
+    Q = h^-1(q_t_target) and c_t = lambda * min(1, pi_t(a_t) / mu_t):
+        G_{T-1} = r_{T-1} + gamma_{T-1} sum_a pi_{T-1}(a) Q_{T-1}(a)
+        G_t     = r_t + gamma_t (sum_a pi_t(a) Q_t(a) - c_t Q_t(a_t) + c_t G_{t+1})
+        td_t    = h(G_t) - q_tm1[t, a_tm1[t]]
+    no gradient through the target. Loss and priorities are reduced as
+    `r2d2_loss`'s: ``mean_b weights_b * 0.5 * sum_t mask_t td_t^2``, priority
+    ``eta * max_t |td_t| + (1 - eta) * mean_t |td_t|``.
+
+    Agent57 trains its extrinsic and intrinsic heads each with this loss on its
+    own reward, with the same ``pi_t`` (greedy in the mixed Q of `agent57_q`:
+    ``exploration.epsilon_greedy_probs(q, 0)``) and ``mu_t`` (the probability
+    of ``a_t`` under the actor's epsilon-greedy policy).
+
+    Args:
+      q_tm1: [B, T, A] online values (h-space) at steps 0..T-1.
+      a_tm1: [B, T] actions taken at those steps.
+      r_t, discount_t: [B, T] reward and discount following each action.
+      q_t_target: [B, T, A] target-network values (h-space) at steps 1..T.
+      a_t: [B, T] actions taken at steps 1..T.
+      pi_t: [B, T, A] target-policy probabilities at steps 1..T.
+      mu_t: [B, T] behaviour probability of ``a_t``.
+      lambda_: trace coefficient (may be traced).
+      eta: priority mixing coefficient (may be traced).
+      mask_t: optional [B, T], 1 where a step's TD error counts.
+      weights: optional [B] importance weights.
+      rescale_eps: the eps of ``h``.
+      mu_eps: added to ``mu_t`` before dividing (rlax's ``eps``).
+
+    Returns:
+      (loss, td [B, T] (zero where masked), priority [B]).
+    """
+    chex.assert_rank([q_tm1, a_tm1, r_t, discount_t, q_t_target, a_t, pi_t, mu_t],
+                     [3, 2, 2, 2, 3, 2, 3, 2])
+    tx = rlax.TxPair(functools.partial(rlax.signed_hyperbolic, eps=rescale_eps),
+                     functools.partial(rlax.signed_parabolic, eps=rescale_eps))
+
+    def per_sequence(q_tm1, q_t, a_tm1, a_t, r_t, discount_t, pi_t, mu_t):
+        return rlax.transformed_retrace(q_tm1, q_t, a_tm1, a_t, r_t, discount_t, pi_t, mu_t,
+                                        lambda_, eps=mu_eps, tx_pair=tx)
+
+    td = jax.vmap(per_sequence)(q_tm1, q_t_target, a_tm1, a_t, r_t, discount_t, pi_t, mu_t)
+    return _sequence_loss(td, mask_t, weights, eta)
 
 
 def agent57_q(q_extrinsic: Array, q_intrinsic: Array, beta: Numeric, eps: float = 1e-3) -> Array:
