@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("agent", nargs="?", default="dqn",
                        help=f"preset: {', '.join(_agent_names())} (default dqn)")
     train.add_argument("--env", default="jax:CartPole-v1",
-                       help="env id: jax:CartPole-v1, jax:Catch, jax:Cave, "
+                       help="env id: jax:CartPole-v1, jax:Catch, jax:Cave, jax:DeepSea, "
                             "jax:MaskedCartPole-v1, jax:MemoryChain, jax:Pendulum-v1, "
                             "jax:MaskedPendulum-v1 (continuous actions), or an EnvPool id "
                             "such as CartPole-v1 or Breakout-v5 (default jax:CartPole-v1)")

@@ -4,6 +4,7 @@ JAX envs (kwargs of their makers in brackets):
 
     jax:CartPole-v1        CartPole-v1 (cartpole.py)
     jax:Catch              Catch of the Keras DQN article [size] (catch.py)
+    jax:DeepSea            bsuite's DeepSea, hard exploration [size, mapping_seed] (deep_sea.py)
     jax:Cave               CAVE, the side-scroller of the Keras DQN article [size, frames]
     jax:MaskedCartPole-v1  CartPole-v1 observing positions only (memory.py)
     jax:MaskedPendulum-v1  Pendulum-v1 observing the angle only (memory.py)
@@ -28,6 +29,7 @@ from jaxrl57.envs.base import EnvSpec, JaxEnv
 from jaxrl57.envs.cartpole import make_cartpole
 from jaxrl57.envs.catch import make_catch
 from jaxrl57.envs.cave import make_cave
+from jaxrl57.envs.deep_sea import make_deep_sea
 from jaxrl57.envs.memory import make_masked_cartpole, make_masked_pendulum, make_memory_chain
 from jaxrl57.envs.pendulum import make_pendulum
 
@@ -41,6 +43,7 @@ __all__ = [
     "make_cartpole",
     "make_catch",
     "make_cave",
+    "make_deep_sea",
     "make_env",
     "make_masked_cartpole",
     "make_masked_pendulum",
@@ -52,6 +55,7 @@ JAX_ENVS: dict[str, Callable[..., JaxEnv]] = {
     "jax:CartPole-v1": make_cartpole,
     "jax:Catch": make_catch,
     "jax:Cave": make_cave,
+    "jax:DeepSea": make_deep_sea,
     "jax:MaskedCartPole-v1": make_masked_cartpole,
     "jax:MaskedPendulum-v1": make_masked_pendulum,
     "jax:MemoryChain": make_memory_chain,
