@@ -32,6 +32,7 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import optax
 
 Array = chex.Array
 Numeric = chex.Numeric
@@ -47,6 +48,7 @@ __all__ = [
     "running_stats_update",
     "normalize_observation",
     "rnd_error",
+    "inverse_dynamics_loss",
     "lifelong_modulator",
     "ngu_intrinsic_reward",
 ]
@@ -246,6 +248,18 @@ def rnd_error(prediction: Array, target: Array) -> Array:
     `prediction`)."""
     target = jax.lax.stop_gradient(jnp.asarray(target, jnp.float32))
     return jnp.sum(jnp.square(jnp.asarray(prediction, jnp.float32) - target), axis=-1)
+
+
+def inverse_dynamics_loss(logits: Array, actions: Array, weights: Array | None = None
+                          ) -> Array:
+    """mean_b w_b * cross-entropy(logits_b, a_b): the loss that trains NGU's
+    embedding, through a classifier of the action taken between two consecutive
+    observations (NGU sec. 2; `networks.intrinsic.InverseDynamics`)."""
+    per_example = optax.softmax_cross_entropy_with_integer_labels(
+        jnp.asarray(logits, jnp.float32), jnp.asarray(actions, jnp.int32))
+    if weights is not None:
+        per_example = per_example * weights
+    return jnp.mean(per_example)
 
 
 def lifelong_modulator(error: Array, stats: RunningStats, eps: Numeric = 1e-8) -> Array:

@@ -324,3 +324,27 @@ def test_burn_in_stops_gradient_but_keeps_values(variant):
 
     q_full, _ = _apply(variant)(params, **x)
     np.testing.assert_allclose(q_rest, q_full[k:], rtol=RTOL, atol=ATOL)
+
+
+def test_ngu_inputs_reward_channels_are_zeroed_at_a_reset_and_the_policy_index_is_not():
+    """NGU's core input: previous extrinsic and intrinsic rewards [T, B, 2] (zeroed
+    at an episode's first step, as the action) and the policy index one-hot [T, B, N]
+    (the UVFA input, kept)."""
+    net = RecurrentQNetwork(A, MLPTorso(hidden_sizes=(16,)), core_size=CORE, head_hidden=(8,))
+    x = _inputs("lstm", seed=21)
+    rewards = jax.random.normal(jax.random.PRNGKey(22), (T, B, 2))
+    policy = jax.nn.one_hot(jnp.array([0, 3, 5]), 6)[None].repeat(T, 0)  # [T, B, 6]
+    x = dict(x, prev_reward=rewards, context=policy, reset=x["reset"].at[2, 1].set(True))
+    params = net.init(jax.random.PRNGKey(0), **_slice(x, slice(0, 1)))
+    apply = jax.jit(net.apply)
+    q, _ = apply(params, **x)
+    assert q.shape == (T, B, A)
+    other_rewards = dict(x, prev_reward=x["prev_reward"].at[2, 1].add(3.0))
+    np.testing.assert_array_equal(apply(params, **other_rewards)[0], q)  # the reset step
+    intrinsic = dict(x, prev_reward=x["prev_reward"].at[1, 0, 1].add(1.0))
+    assert _max_abs_diff(apply(params, **intrinsic)[0][1, 0], q[1, 0]) > 1e-6
+    other_policy = dict(x, context=x["context"].at[2, 1].set(jax.nn.one_hot(4, 6)))
+    assert _max_abs_diff(apply(params, **other_policy)[0][2, 1], q[2, 1]) > 1e-6
+    carry = initial_carry(net, params, jnp.zeros((OBS_DIM,)), B,
+                          prev_reward=jnp.zeros((1, B, 2)), context=jnp.zeros((1, B, 6)))
+    assert carry[0].shape == (B, CORE)

@@ -8,6 +8,12 @@ input also carries the previous action, one-hot, and the previous reward):
     (c_t, h_t) = LSTM(x_t, reset_t ? 0 : (c_{t-1}, h_{t-1}))
     Q(., o_t) = head(h_t)
 
+NGU and Agent57 (Badia et al. 2020a and 2020b, their network appendices) feed the
+same core more: the previous extrinsic AND intrinsic reward (`prev_reward`
+with a trailing axis of reward channels, [T, B, R]) and the one-hot index of
+the policy the actor follows (`context` [T, B, C], the UVFA input, known
+from an episode's first step and so never zeroed).
+
 At an episode's first step (`reset_t`) the episode has no previous action or
 reward, and the network zeroes both inputs itself: a caller that passes the
 previous episode's last action and reward (a replayed sequence crossing an
@@ -69,8 +75,9 @@ class _ResetCell(nn.Module):
 class RecurrentQNetwork(nn.Module):
     """torso -> [features, previous action, previous reward] -> LSTM -> head.
 
-    Call: `net(obs [T, B, ...], prev_action [T, B] int, prev_reward [T, B],
-    reset [T, B] bool, carry=None) -> (q [T, B, A], carry)`.
+    Call: `net(obs [T, B, ...], prev_action [T, B] int, prev_reward [T, B] (or
+    [T, B, R]), reset [T, B] bool, carry=None, context=None [T, B, C]) ->
+    (q [T, B, A], carry)`.
 
     Attributes:
       num_actions: A.
@@ -92,14 +99,19 @@ class RecurrentQNetwork(nn.Module):
     conv_lstm_features: int = 0
     conv_lstm_kernel: int = 3
 
-    def _inputs(self, obs, prev_action, prev_reward, reset):
+    def _inputs(self, obs, prev_action, prev_reward, reset, context):
         T, B = obs.shape[:2]
         feats = self.torso(obs.reshape((T * B,) + obs.shape[2:]))
         feats = feats.reshape((T, B) + feats.shape[1:])
-        extra = jnp.concatenate([jax.nn.one_hot(prev_action, self.num_actions),
-                                 prev_reward[..., None].astype(jnp.float32)], axis=-1)
+        rewards = prev_reward.astype(jnp.float32)
+        if rewards.ndim == 2:
+            rewards = rewards[..., None]
+        extra = jnp.concatenate([jax.nn.one_hot(prev_action, self.num_actions), rewards],
+                                axis=-1)
         # A select, not a product: a non-finite reward of the last episode must not survive.
         extra = jnp.where(reset[..., None], 0.0, extra)
+        if context is not None:
+            extra = jnp.concatenate([extra, context.astype(jnp.float32)], axis=-1)
         if self.conv_lstm_features:  # broadcast as channels of the feature map
             extra = jnp.broadcast_to(extra[:, :, None, None, :],
                                      feats.shape[:-1] + extra.shape[-1:])
@@ -111,8 +123,9 @@ class RecurrentQNetwork(nn.Module):
         return zeros, zeros
 
     @nn.compact
-    def __call__(self, obs, prev_action, prev_reward, reset, carry: Carry | None = None):
-        x = self._inputs(obs, prev_action, prev_reward, reset)
+    def __call__(self, obs, prev_action, prev_reward, reset, carry: Carry | None = None,
+                 context=None):
+        x = self._inputs(obs, prev_action, prev_reward, reset, context)
         if carry is None:
             carry = self._zero_carry(x)
         scan = nn.scan(_ResetCell, variable_broadcast="params", split_rngs={"params": False},
@@ -127,12 +140,16 @@ class RecurrentQNetwork(nn.Module):
         return head(h), carry
 
 
-def initial_carry(network: RecurrentQNetwork, params, obs_example, batch_size: int) -> Carry:
-    """The zero state for `batch_size` sequences (shapes from one traced call)."""
+def initial_carry(network: RecurrentQNetwork, params, obs_example, batch_size: int,
+                  **inputs) -> Carry:
+    """The zero state for `batch_size` sequences (shapes from one traced call).
+    `inputs`: the network's other inputs for one step, [1, batch_size, ...], where
+    a caller uses them (`prev_reward` with reward channels, `context`)."""
     def run(p):
         T1 = (1, batch_size)
         obs = jnp.broadcast_to(obs_example, T1 + obs_example.shape)
-        return network.apply(p, obs, jnp.zeros(T1, jnp.int32), jnp.zeros(T1),
-                             jnp.ones(T1, bool))[1]
+        call = dict(prev_reward=jnp.zeros(T1)) | inputs
+        return network.apply(p, obs, jnp.zeros(T1, jnp.int32), call.pop("prev_reward"),
+                             jnp.ones(T1, bool), **call)[1]
     shapes = jax.eval_shape(run, params)
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
