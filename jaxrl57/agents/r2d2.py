@@ -64,8 +64,9 @@ from jaxrl57.replay.sequence import check_sequence_layout
 
 
 @dataclasses.dataclass(frozen=True)
-class R2D2Config:
-    """Static settings (shapes and program structure)."""
+class RecurrentReplayConfig:
+    """Static settings of a recurrent Q-learner on replayed sequences (shapes and
+    program structure): R2D2's, and NGU's and Agent57's underneath theirs."""
 
     torso: str = "mlp"
     """Feature network: mlp (hidden_sizes), nature_cnn (flattened convolutions) or small_cnn."""
@@ -89,8 +90,6 @@ class R2D2Config:
     """Steps of a sequence that carry the loss."""
     period: int = 40
     """Steps between sequence starts (overlap seq_len - period)."""
-    n_step: int = 5
-    """Steps of the bootstrapped return."""
     replay_capacity: int = 4_000
     """Sequences kept in replay."""
     batch_size: int = 64
@@ -109,7 +108,7 @@ class R2D2Config:
         if self.conv_lstm_features and self.torso == "mlp":
             raise ValueError("conv_lstm_features needs a convolutional torso")
         check_sequence_layout(self.burn_in, self.trace_length, self.period)
-        for name in ("n_step", "batch_size", "replay_capacity"):
+        for name in ("batch_size", "replay_capacity"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size > self.replay_capacity:
@@ -126,6 +125,19 @@ class R2D2Config:
         # h^-1 (rlax.signed_parabolic) divides by rescale_eps.
         if not 0.0 < self.rescale_eps < float("inf"):
             raise ValueError(f"rescale_eps must be finite and > 0, got {self.rescale_eps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class R2D2Config(RecurrentReplayConfig):
+    """Static settings (shapes and program structure)."""
+
+    n_step: int = 5
+    """Steps of the bootstrapped return."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {self.n_step}")
 
 
 @flax.struct.dataclass
@@ -200,7 +212,7 @@ class RecurrentActorState(NamedTuple):
     reset: jax.Array  # bool: the current observation begins an episode
 
 
-def make_network(config: R2D2Config, spec: EnvSpec) -> RecurrentQNetwork:
+def make_network(config: RecurrentReplayConfig, spec: EnvSpec) -> RecurrentQNetwork:
     if config.torso == "mlp":
         torso = MLPTorso(hidden_sizes=config.hidden_sizes, obs_ndim=len(spec.obs_shape))
     else:
