@@ -269,7 +269,9 @@ def retrace_loss(
       a_t: [B, T] actions taken at steps 1..T.
       pi_t: [B, T, A] target-policy probabilities at steps 1..T.
       mu_t: [B, T] behaviour probability of ``a_t``.
-      lambda_: trace coefficient (may be traced).
+      lambda_: trace coefficient, a scalar or [B, T] per step (may be traced); 0 at
+        step t cuts the trace there (c_t = 0), so the return of step t - 1
+        bootstraps on E_pi Q(x_t): what an episode's final observation needs.
       eta: priority mixing coefficient (may be traced).
       mask_t: optional [B, T], 1 where a step's TD error counts.
       weights: optional [B] importance weights.
@@ -284,11 +286,13 @@ def retrace_loss(
     tx = rlax.TxPair(functools.partial(rlax.signed_hyperbolic, eps=rescale_eps),
                      functools.partial(rlax.signed_parabolic, eps=rescale_eps))
 
-    def per_sequence(q_tm1, q_t, a_tm1, a_t, r_t, discount_t, pi_t, mu_t):
+    def per_sequence(q_tm1, q_t, a_tm1, a_t, r_t, discount_t, pi_t, mu_t, lambda_t):
         return rlax.transformed_retrace(q_tm1, q_t, a_tm1, a_t, r_t, discount_t, pi_t, mu_t,
-                                        lambda_, eps=mu_eps, tx_pair=tx)
+                                        lambda_t, eps=mu_eps, tx_pair=tx)
 
-    td = jax.vmap(per_sequence)(q_tm1, q_t_target, a_tm1, a_t, r_t, discount_t, pi_t, mu_t)
+    lambda_t = jnp.broadcast_to(jnp.asarray(lambda_, jnp.float32), r_t.shape)
+    td = jax.vmap(per_sequence)(q_tm1, q_t_target, a_tm1, a_t, r_t, discount_t, pi_t, mu_t,
+                                lambda_t)
     return _sequence_loss(td, mask_t, weights, eta)
 
 

@@ -25,7 +25,8 @@ def _h_inv(x):
 
 
 def _retrace_numpy(q_tm1, a_tm1, r, d, q_t, a_t, pi, mu, lam):
-    """td [T] of one sequence, the recursion written out backwards."""
+    """td [T] of one sequence, the recursion written out backwards (`lam` a scalar
+    or [T])."""
     T = len(r)
     q = _h_inv(q_t.astype(np.float64))
     c = lam * np.minimum(1.0, pi[np.arange(T), a_t] / (mu + 1e-8))
@@ -59,6 +60,21 @@ def test_retrace_is_the_recursion_written_out():
     np.testing.assert_allclose(loss, np.mean(0.5 * np.sum(want ** 2, axis=1)), rtol=1e-4)
     np.testing.assert_allclose(
         priority, 0.9 * np.abs(want).max(1) + 0.1 * np.abs(want).mean(1), rtol=1e-4)
+
+
+def test_a_per_step_lambda_of_0_cuts_the_trace():
+    args = _inputs(4)
+    lam = np.full((3, 7), 0.95, np.float32)
+    lam[:, 3] = 0.0  # e.g. an episode's final observation at step 3 of the next-values
+    _, td, _ = losses.retrace_loss(*args, lambda_=lam)
+    want = np.stack([_retrace_numpy(*(x[b] for x in args), lam[b]) for b in range(3)])
+    np.testing.assert_allclose(td, want, rtol=1e-4, atol=1e-4)
+    # Before the cut the targets no longer depend on what comes after it.
+    q_t = args[4].copy()
+    q_t[:, 5:] += 10.0
+    _, td_changed, _ = losses.retrace_loss(*args[:4], q_t, *args[5:], lambda_=lam)
+    np.testing.assert_allclose(np.asarray(td_changed)[:, :3], np.asarray(td)[:, :3], rtol=1e-5)
+    assert not np.allclose(np.asarray(td_changed)[:, 4:], np.asarray(td)[:, 4:])
 
 
 def test_retrace_matches_rlax_with_mask_weights_and_lambda():
