@@ -44,6 +44,8 @@ def env_family(env_id: str) -> str:
         return "catch"
     if env_id.startswith("jax:Cave"):
         return "cave"
+    if env_id.startswith("jax:DeepSea"):
+        return "deepsea"
     if env_id.endswith("-v5"):
         return "atari"
     return "classic"
@@ -57,6 +59,7 @@ def fields(family: AgentFamily) -> tuple[dict[str, Any], set[str]]:
 
 STATIC_FIELDS, HPARAM_FIELDS = fields(FAMILIES["dqn"])
 FAMILY_DEFAULTS = {"dqn": presets.DQN_FAMILY_DEFAULTS, "r2d2": presets.R2D2_FAMILY_DEFAULTS,
+                   "ngu": presets.NGU_FAMILY_DEFAULTS,
                    "ddpg": presets.DDPG_FAMILY_DEFAULTS, "rdpg": presets.RDPG_FAMILY_DEFAULTS}
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 ENVPOOL_FIELDS = {f.name for f in dataclasses.fields(EnvPoolConfig)}

@@ -168,6 +168,15 @@ def episodic_memory_step(
     `num_neighbors` is static (NGU: k = 10); call `episodic_memory_reset` at
     episode starts first.
 
+    While the episode has fewer than k earlier steps, each missing neighbour
+    counts as one at the running mean distance (a normalised distance of 1),
+    the distance of an ordinary neighbour: an episode's first state is as
+    novel as a state far from all k. Taken literally, Algorithm 1 would count
+    a missing neighbour as infinitely far (`episodic_novelty_reward` with
+    `inf`), and every episode's first step would pay 1 / c = 1000, some 30
+    times a novel state's reward of about 30; on short episodes those first
+    steps would dominate the intrinsic return.
+
     Returns:
       (reward [], the memory with the embedding stored).
     """
@@ -180,9 +189,13 @@ def episodic_memory_step(
     # The incremental form keeps float32 exact enough over millions of steps.
     mean = memory.mean_sq_distance + jnp.where(
         new > 0, (step_sum - new * memory.mean_sq_distance) / jnp.maximum(total, 1.0), 0.0)
+    # Before any distance has been seen the mean is 0; the missing neighbours
+    # then still sit at a normalised distance of 1.
+    scale = jnp.where(mean > 0, mean, 1.0)
     reward = episodic_novelty_reward(
-        sq, mean, kernel_epsilon=kernel_epsilon, cluster_distance=cluster_distance,
-        pseudo_count=pseudo_count, max_similarity=max_similarity)
+        jnp.where(finite, sq, scale), scale, kernel_epsilon=kernel_epsilon,
+        cluster_distance=cluster_distance, pseudo_count=pseudo_count,
+        max_similarity=max_similarity)
     capacity = memory.embeddings.shape[0]
     return reward, EpisodicMemory(
         embeddings=memory.embeddings.at[memory.position].set(embedding),
@@ -209,10 +222,16 @@ def running_stats_init(shape: tuple[int, ...] = ()) -> RunningStats:
                         jnp.zeros((), jnp.float32))
 
 
-def running_stats_update(stats: RunningStats, batch: Array, mask: Array | None = None
-                         ) -> RunningStats:
+def running_stats_update(stats: RunningStats, batch: Array, mask: Array | None = None,
+                         max_count: Numeric = jnp.inf) -> RunningStats:
     """`stats` merged with the samples of `batch` [B, *shape] (those where `mask`
-    [B] is true): exactly the mean and (population) variance of all samples."""
+    [B] is true): exactly the mean and (population) variance of all samples.
+
+    With a finite `max_count` the old statistics weigh as at most `max_count`
+    samples, so the statistics follow a drifting quantity over roughly the last
+    `max_count` samples (an exponential forgetting): RND's prediction errors
+    fall by orders of magnitude while the predictor learns, and against their
+    all-time mean every later error would look familiar."""
     batch = jnp.asarray(batch, jnp.float32)
     weights = (jnp.ones(batch.shape[:1], jnp.float32) if mask is None
                else jnp.asarray(mask, jnp.float32))
@@ -220,13 +239,14 @@ def running_stats_update(stats: RunningStats, batch: Array, mask: Array | None =
     n = jnp.sum(weights)
     batch_mean = jnp.sum(w * batch, axis=0) / jnp.maximum(n, 1.0)
     batch_var = jnp.sum(w * jnp.square(batch - batch_mean), axis=0) / jnp.maximum(n, 1.0)
-    total = stats.count + n
+    old = jnp.minimum(stats.count, max_count)
+    total = old + n
     delta = batch_mean - stats.mean
     frac = n / jnp.maximum(total, 1.0)
     mean = stats.mean + delta * frac
     # Before any sample the variance is a placeholder (1), not data: it has no weight.
-    old_m2 = jnp.where(stats.count > 0, stats.var * stats.count, 0.0)
-    m2 = old_m2 + batch_var * n + jnp.square(delta) * stats.count * frac
+    old_m2 = jnp.where(old > 0, stats.var * old, 0.0)
+    m2 = old_m2 + batch_var * n + jnp.square(delta) * old * frac
     var = jnp.where(total > 0, m2 / jnp.maximum(total, 1.0), stats.var)
     return RunningStats(jnp.where(n > 0, mean, stats.mean), jnp.where(n > 0, var, stats.var),
                         total)

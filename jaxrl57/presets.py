@@ -272,6 +272,28 @@ R2D2_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
                    num_rows=200, eval_episodes=10)),
 }
 
+# --- NGU ---------------------------------------------------------------------------
+NGU_PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
+    # Badia et al. 2020a: the values of Table 6 are `agents.ngu`'s defaults.
+    "ngu": (dict(), dict()),
+}
+# The small tasks: R2D2's small network and sequences, 8 policies (one per env of
+# the default 8), an episodic memory as long as the longest small episode, and
+# smaller embedding and RND outputs.
+_NGU_SMALL = (
+    dict(_R2D2_SMALL[0], num_policies=8, memory_capacity=1_000, intrinsic_hidden=(64,),
+         rnd_output_size=64),
+    dict({k: v for k, v in _R2D2_SMALL[1].items() if k != "discount"},
+         intrinsic_learning_rate=1e-3, novelty_window=5_000),
+    _R2D2_SMALL[2],
+)
+_NGU_SMALL[0].pop("n_step")
+NGU_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
+    "classic": _NGU_SMALL,
+    "deepsea": (_NGU_SMALL[0], _NGU_SMALL[1], dict(_NGU_SMALL[2], total_steps=100_000)),
+}
+
+
 # EnvPool settings of an agent family's Atari TRAINING envs (evaluation always
 # plays the whole game with unclipped rewards, `envs.envpool_env`); --env-arg
 # overrides them.
@@ -400,6 +422,7 @@ class Preset(NamedTuple):
 PRESETS: dict[str, Preset] = {
     **{name: Preset("dqn", *values) for name, values in DQN_PRESETS.items()},
     **{name: Preset("r2d2", *values) for name, values in R2D2_PRESETS.items()},
+    **{name: Preset("ngu", *values) for name, values in NGU_PRESETS.items()},
     **{name: Preset("ddpg", *values) for name, values in DDPG_PRESETS.items()},
     **{name: Preset("rdpg", *values) for name, values in RDPG_PRESETS.items()},
 }

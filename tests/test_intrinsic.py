@@ -27,16 +27,23 @@ def _novelty_numpy(sq_distances, mean_sq, eps, xi, c, s_max):
 
 def _episode_numpy(embeddings, k, capacity, **kw):
     """Algorithm 1 over one episode from an empty memory: kNN among the earlier
-    steps still in the ring, the running mean over every distance found."""
+    steps still in the ring, the running mean over every distance found, and a
+    neighbour the memory lacks at the mean distance (`episodic_memory_step`)."""
     memory, total, count, rewards = [], 0.0, 0, []
     for e in embeddings:
         d = sorted(float(np.sum((m - e) ** 2)) for m in memory)[:k]
         total, count = total + sum(d), count + len(d)
-        mean = total / count if count else 0.0
+        mean = total / count if count and total > 0 else 1.0
+        d = d + [mean] * (k - len(d))
         rewards.append(_novelty_numpy(d, mean, kw["kernel_epsilon"], kw["cluster_distance"],
                                       kw["pseudo_count"], kw["max_similarity"]))
         memory = (memory + [e])[-capacity:]
     return np.array(rewards)
+
+
+def _empty_memory_reward(k, eps=1e-4, xi=0.008, c=1e-3):
+    """k neighbours at the mean distance: normalised distance 1 each."""
+    return 1.0 / (np.sqrt(k * eps / (1.0 - xi + eps)) + c)
 
 
 def test_episodic_novelty_reward_is_algorithm_1():
@@ -77,7 +84,8 @@ def test_the_memory_over_an_episode_matches_numpy(capacity):
                                    embeddings)
     want = _episode_numpy(embeddings, 4, capacity, **PAPER)
     np.testing.assert_allclose(rewards, want, rtol=2e-5)
-    assert rewards[0] == pytest.approx(1e3)  # the first step meets an empty memory
+    # The first step meets an empty memory: every neighbour at the mean distance.
+    assert rewards[0] == pytest.approx(_empty_memory_reward(4), rel=1e-5)
     assert int(memory.size) == min(capacity, 30)
     if capacity == 40:  # a revisit pays less than the first visit
         assert np.all(np.asarray(rewards[10:20]) < np.asarray(rewards[1:10]).min())
@@ -97,10 +105,14 @@ def test_an_episode_start_empties_the_memory_and_keeps_the_running_mean():
     # the reward of an empty memory, as a fresh memory gives it.
     reward, memory = step(memory, embeddings[-1])
     fresh, _ = step(intrinsic.episodic_memory_init(16, 3), embeddings[-1])
-    assert float(reward) == float(fresh) == pytest.approx(1e3)
-    # The second step sees only the first: one neighbour at distance 0 -> 1 / (1 + c).
+    assert float(reward) == pytest.approx(float(fresh), rel=1e-6)
+    assert float(reward) == pytest.approx(_empty_memory_reward(3), rel=1e-5)
+    # The second step sees only the first, at distance 0 (kernel 1), and two
+    # neighbours at the mean distance.
     reward, _ = step(memory, embeddings[-1])
-    assert float(reward) == pytest.approx(1 / (1 + 1e-3), rel=1e-5)
+    kernel_at_mean = 1e-4 / (1.0 - 0.008 + 1e-4)
+    assert float(reward) == pytest.approx(1 / (np.sqrt(1 + 2 * kernel_at_mean) + 1e-3),
+                                          rel=1e-5)
     kept = intrinsic.episodic_memory_reset(memory, jnp.asarray(False))
     assert int(kept.size) == int(memory.size) == 1
 
@@ -124,8 +136,7 @@ def test_per_env_memories_under_vmap_and_jit_compile_once():
     assert step._cache_size() == 1
     # Only env 1 began an episode at the third step: its memory held nothing.
     np.testing.assert_array_equal(memories.size, [3, 1, 3, 3])
-    assert float(rewards[1]) == pytest.approx(1e3)
-    assert np.all(np.asarray(rewards)[[0, 2, 3]] < 1e3)
+    assert float(rewards[1]) == pytest.approx(_empty_memory_reward(10), rel=1e-5)
 
 
 def test_running_stats_are_the_mean_and_variance_of_all_samples():
@@ -170,3 +181,19 @@ def test_rnd_error_trains_the_predictor_only():
     dp, dt = jax.grad(lambda p, t: jnp.mean(intrinsic.rnd_error(p, t)), argnums=(0, 1))(p, t)
     np.testing.assert_allclose(dp, (p - t), rtol=1e-6)  # d/dp of mean_b sum (p - t)^2
     np.testing.assert_array_equal(dt, jnp.zeros_like(t))
+
+
+def test_running_stats_with_a_window_follow_a_drifting_quantity():
+    stats_all = stats_window = intrinsic.running_stats_init()
+    update = jax.jit(intrinsic.running_stats_update)
+    # An error that falls a hundredfold: 500 samples at 100, then 1,000 at 1.
+    for level, batches in ((100.0, 50), (1.0, 100)):
+        for _ in range(batches):
+            batch = level + 0.1 * level * jnp.asarray(np.random.default_rng(0).normal(size=10),
+                                                      jnp.float32)
+            stats_all = update(stats_all, batch)
+            stats_window = update(stats_window, batch, None, 100.0)
+    assert float(stats_all.mean) == pytest.approx(34.0, rel=0.02)  # all-time
+    # The old level's weight decays as (100 / 110) per batch of 10: 7e-5 after 100.
+    assert float(stats_window.mean) == pytest.approx(1.0, rel=0.02)
+    assert float(stats_window.count) == 110.0 and float(stats_all.count) == 1500.0

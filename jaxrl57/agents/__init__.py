@@ -1,7 +1,7 @@
 """Agents: bundles of pure functions (`base.Agent`), grouped in families that share
 a static config, traced hyperparameters and a builder. The named agents (`dqn`,
-`rainbow`, ... of the DQN family; `r2d2`, `drqn` of R2D2's; `ddpg`, `td3` of
-DDPG's; `rdpg` of RDPG's) are data in `jaxrl57.presets`."""
+`rainbow`, ... of the DQN family; `r2d2`, `drqn` of R2D2's; `ngu` of NGU's;
+`ddpg`, `td3` of DDPG's; `rdpg` of RDPG's) are data in `jaxrl57.presets`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from jaxrl57.agents import ddpg, dqn, r2d2, rdpg
+from jaxrl57.agents import ddpg, dqn, ngu, r2d2, rdpg
 from jaxrl57.agents.base import Agent
 
 
@@ -34,6 +34,8 @@ FAMILIES: dict[str, AgentFamily] = {
                        dqn.DEFAULT_HPARAMS),
     "r2d2": AgentFamily("r2d2", r2d2.make_r2d2, r2d2.R2D2Config, r2d2.R2D2HParams,
                         r2d2.DEFAULT_HPARAMS),
+    "ngu": AgentFamily("ngu", ngu.make_ngu, ngu.NGUConfig, ngu.NGUHParams,
+                       ngu.DEFAULT_HPARAMS),
     "ddpg": AgentFamily("ddpg", ddpg.make_ddpg, ddpg.DDPGConfig, ddpg.DDPGHParams,
                         ddpg.DEFAULT_HPARAMS, continuous=True,
                         hparam_aliases=_ACTOR_CRITIC_ALIASES),

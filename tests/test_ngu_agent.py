@@ -1,0 +1,159 @@
+"""NGU (`agents.ngu`): the actor's intrinsic reward and policy index, what the
+learner stores and trains, jit/vmap, resume."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl57 import checkpoint, configs, envs, intrinsic
+from jaxrl57.agents.ngu import NGUConfig, NGUHParams, family_tables, make_ngu
+from jaxrl57.envs.base import EnvSpec
+from jaxrl57.replay.base import EnvSteps
+from jaxrl57.runners.on_device import make_runner
+
+E = 4
+SMALL = dict(hidden_sizes=(16,), core_size=16, head_hidden=(16,), burn_in=2, trace_length=6,
+             period=4, batch_size=4, replay_capacity=64, num_policies=4, memory_capacity=32,
+             num_neighbors=3, embedding_size=8, rnd_output_size=8, intrinsic_hidden=(16,))
+
+
+def _agent(size=6):
+    env = envs.make_env("jax:DeepSea", size=size)
+    return make_ngu(NGUConfig(**SMALL), env.spec, E), env
+
+
+def _play(agent, env, hp, steps, key, learner=None, evaluation=False):
+    """Steps E envs `steps` times with the (training or evaluation) actor, storing
+    into the learner; returns the learner, and per step the actor's policy index,
+    reset flag, intrinsic reward and memory size [steps, E]."""
+    learner = agent.init(jax.random.PRNGKey(0), hp) if learner is None else learner
+    actor_fns = agent.eval_actor if evaluation else agent.actor
+    actor = actor_fns.init(agent.view(learner), E)
+    act, actor_observe = jax.jit(actor_fns.act), jax.jit(actor_fns.observe)
+    observe, view = jax.jit(agent.observe), jax.jit(agent.view)
+    env_step, env_reset = jax.jit(jax.vmap(env.step)), jax.jit(jax.vmap(env.reset))
+    keys = jax.random.split(key, E)
+    env_state, obs = env_reset(keys)
+    trace = []
+    for t in range(steps):
+        action, actor = act(view(learner), actor, obs, jax.random.fold_in(key, t))
+        trace.append((actor.policy, actor.reset, actor.intrinsic_reward, actor.memory.size))
+        next_state, next_obs, reward, term, trunc = env_step(keys, env_state, action)
+        learner = observe(learner, EnvSteps(obs, action, reward, term, trunc, next_obs), actor)
+        done = term | trunc
+        actor = actor_observe(actor, action, reward, done)
+        reset_state, reset_obs = env_reset(keys)
+        env_state = jax.tree.map(lambda a, b, d=done: jnp.where(d, a, b), reset_state, next_state)
+        obs = jnp.where(done[:, None, None], reset_obs, next_obs)
+    return learner, [np.stack([np.asarray(x[i]) for x in trace]) for i in range(4)]
+
+
+def test_the_policy_index_is_drawn_at_episode_starts_and_kept_within_an_episode():
+    agent, env = _agent(size=5)
+    hp = NGUHParams.create(**configs.resolve("ngu", "jax:DeepSea", {}).hparams)
+    _, (policy, reset, r_i, size) = _play(agent, env, hp, 25, jax.random.PRNGKey(1))
+    assert reset[0].all() and reset[5].all() and not reset[1:5].any()  # episodes of 5
+    for start in range(0, 25, 5):
+        assert (policy[start:start + 5] == policy[start]).all()
+    assert len(np.unique(policy)) > 1  # drawn anew: 5 episodes x 4 envs over 4 policies
+    # The memory holds the episode so far: emptied at each start, then one per step.
+    np.testing.assert_array_equal(size[:, 0], np.tile(np.arange(1, 6), 5))
+    assert np.all(np.isfinite(r_i)) and np.all(r_i > 0)
+    # Evaluation follows the exploitative policy j = 0.
+    _, (eval_policy, *_) = _play(agent, env, hp, 10, jax.random.PRNGKey(2), evaluation=True)
+    assert (eval_policy == 0).all()
+
+
+def test_the_replay_holds_rewards_policy_and_behaviour_probabilities():
+    agent, env = _agent(size=5)
+    hp = NGUHParams.create(**configs.resolve("ngu", "jax:DeepSea", {}).hparams)
+    learner, (policy, _, r_i, _) = _play(agent, env, hp, 6, jax.random.PRNGKey(4))
+    ring = learner.replay.ring_steps  # [E, seq_len = 9, ...]: pushes 0..8 in slots 0..8
+    # Five steps of the first episode, its final observation, then the next episode.
+    np.testing.assert_array_equal(ring["final"][:, :7].any(0), [0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_allclose(ring["intrinsic_reward"][:, :5], r_i[:5].T, rtol=1e-6)
+    np.testing.assert_array_equal(ring["policy"][:, :5], policy[:5].T)
+    np.testing.assert_allclose(ring["intrinsic_reward"][:, 6], r_i[5], rtol=1e-6)
+    # The previous intrinsic reward fed at step t + 1 is r_i of step t.
+    np.testing.assert_allclose(ring["prev_reward"][:, 1:5, 1], r_i[:4].T, rtol=1e-6)
+    assert np.all(ring["prev_reward"][:, 6] == 0)  # an episode's first step: none
+    # The behaviour probability of an epsilon-greedy action: at least epsilon / 2.
+    eps = 0.4 ** (1 + 7 * np.arange(E) / (E - 1))
+    mu = np.asarray(ring["behaviour_prob"][:, :5])
+    assert np.all(mu >= eps[:, None] / 2 - 1e-6) and np.all(mu <= 1.0)
+    np.testing.assert_array_equal(ring["behaviour_prob"][:, 5], 0.0)  # the final step
+    assert int(learner.env_steps) == 6 * E
+    assert float(learner.obs_stats.count) == float(learner.error_stats.count) == 6 * E
+
+
+def test_family_tables_follow_the_hyperparameters():
+    hp = NGUHParams.create(**configs.resolve("ngu", "jax:DeepSea", {}).hparams)
+    betas, gammas = family_tables(hp, 8)
+    assert betas[0] == 0.0 and float(betas[-1]) == pytest.approx(0.3)
+    assert float(gammas[0]) == pytest.approx(0.997) and float(gammas[-1]) == pytest.approx(0.99)
+
+
+def test_updates_train_all_three_networks_under_vmap_and_compile_once():
+    agent, env = _agent(size=5)
+    hp = NGUHParams.create(**dict(configs.resolve("ngu", "jax:DeepSea", {}).hparams,
+                                  learning_starts=1))
+    learner, _ = _play(agent, env, hp, 30, jax.random.PRNGKey(6))
+    learners = jax.tree.map(lambda x: jnp.stack([x, x]), learner)
+    update = jax.jit(jax.vmap(agent.update))
+    keys = jax.random.split(jax.random.PRNGKey(7), 2)
+    new, metrics = update(learners, keys)
+    new, metrics = update(new, keys)
+    assert update._cache_size() == 1
+    np.testing.assert_array_equal(metrics["updated"], [1.0, 1.0])
+    for name in ("loss", "embedding_loss", "rnd_loss"):
+        assert np.all(np.isfinite(metrics[name])) and np.all(np.asarray(metrics[name]) > 0)
+    for net in ("q", "embedding", "rnd"):
+        moved = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(),
+                             new.params[net], learners.params[net])
+        assert max(jax.tree.leaves(moved)) > 0, net
+    # RND's target never trains.
+    jax.tree.map(np.testing.assert_array_equal, new.rnd_target, learners.rnd_target)
+
+
+def test_continuous_specs_are_refused():
+    with pytest.raises(ValueError, match="discrete action space"):
+        make_ngu(NGUConfig(**SMALL), EnvSpec("c", (3,), action_low=(-1.0,), action_high=(1.0,)),
+                 1)
+
+
+def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_path):
+    """Memories, policy indices and running statistics travel in the checkpoint:
+    rows 1-2, a save and a load, rows 3-4 equal rows 1-4 without the save."""
+    s = configs.resolve("ngu", "jax:DeepSea", {
+        **{k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+           for k, v in SMALL.items()},
+        "total_steps": "640", "num_rows": "4", "eval_episodes": "2", "learning_starts": "4",
+        "num_envs": str(E)})
+    env = envs.make_env("jax:DeepSea", size=5)
+    agent = make_ngu(s.agent_config, env.spec, s.run_config.num_envs)
+    init, run_rows = make_runner(agent, env, s.run_config)
+    one_row = jax.jit(lambda state: run_rows(state, 1))
+
+    def run(state, num_rows):
+        rows = []
+        for _ in range(num_rows):
+            state, row = one_row(state)
+            rows.append(row)
+        return state, {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+
+    start = jax.jit(init)(jax.random.PRNGKey(3), NGUHParams.create(**s.hparams))
+    whole, rows = run(start, 4)
+    half, first = run(start, 2)
+    path = str(tmp_path / "ckpt")
+    checkpoint.save(path, half, {})
+    restored, _ = checkpoint.load(path, like=half)
+    rest, second = run(restored, 2)
+    for name, value in rows.items():
+        np.testing.assert_array_equal(np.concatenate([first[name], second[name]]), value,
+                                      err_msg=name)
+    jax.tree.map(np.testing.assert_array_equal, rest, whole)
+    assert float(rows["updates"][-1]) > float(first["updates"][-1]) > 0
+    assert isinstance(half.actor.memory, intrinsic.EpisodicMemory)
