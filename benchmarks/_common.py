@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
+import subprocess
 import sys
+import time
 
 
 def command_line() -> str:
@@ -33,3 +36,23 @@ def run_record(**fields) -> dict:
     print(f"command: {record['command']}")
     print(f"device: {record['device']}  jax {record['jax']}  cpus {record['cpus']}")
     return record
+
+
+def run_train(args: list[str], out: str, *, compile_cache: bool = False) -> dict:
+    """Runs `jaxrl57 train ARGS --no-progress --out OUT` in its own process (the
+    compile cache off unless asked, so the wall includes compiling) and returns
+    its command, process wall, summary.json and metrics.csv rows; a failed run
+    stops the benchmark with the run's last output."""
+    cmd = [sys.executable, "-m", "jaxrl57.cli", "train", *args, "--no-progress", "--out", out]
+    env = dict(os.environ, JAXRL57_NO_COMPILE_CACHE="0" if compile_cache else "1")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    process_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(out, "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    return {"command": " ".join(["jaxrl57", "train", *args, "--no-progress"]),
+            "process_s": process_s, "summary": summary, "rows": rows}

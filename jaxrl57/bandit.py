@@ -35,7 +35,8 @@ import jax.numpy as jnp
 Array = chex.Array
 Numeric = chex.Numeric
 
-__all__ = ["UCBState", "ucb_init", "ucb_select", "ucb_update", "ucb_scores"]
+__all__ = ["UCBState", "ucb_init", "ucb_select", "ucb_update", "ucb_scores", "window_means",
+           "greedy_arm"]
 
 
 class UCBState(NamedTuple):
@@ -62,14 +63,27 @@ def ucb_init(num_arms: int, window_size: int = 90, *, beta: Numeric = 1.0,
                     epsilon=jnp.asarray(epsilon, jnp.float32))
 
 
-def ucb_scores(state: UCBState) -> Array:
-    """[num_arms] mu(a) + beta * sqrt(1 / N(a)) over the window; +inf where N(a) = 0."""
+def window_means(state: UCBState) -> tuple[Array, Array]:
+    """([num_arms] mean reward of each arm over the window (0 where unplayed),
+    [num_arms] its plays N(a) in the window)."""
     num_arms = state.pulls.shape[-1]
     played = jax.nn.one_hot(state.arms, num_arms, dtype=jnp.float32)  # -1 is all zeros
     n = jnp.sum(played, axis=0)
     total = jnp.sum(played * state.rewards[:, None], axis=0)
-    safe_n = jnp.maximum(n, 1.0)
-    return jnp.where(n > 0, total / safe_n + state.beta * jnp.sqrt(1.0 / safe_n), jnp.inf)
+    return total / jnp.maximum(n, 1.0), n
+
+
+def ucb_scores(state: UCBState) -> Array:
+    """[num_arms] mu(a) + beta * sqrt(1 / N(a)) over the window; +inf where N(a) = 0."""
+    mean, n = window_means(state)
+    return jnp.where(n > 0, mean + state.beta * jnp.sqrt(1.0 / jnp.maximum(n, 1.0)), jnp.inf)
+
+
+def greedy_arm(state: UCBState) -> Array:
+    """The arm of the best window mean among those played (0 before any play): the
+    choice of Agent57's evaluator, greedy in the arms."""
+    mean, n = window_means(state)
+    return jnp.argmax(jnp.where(n > 0, mean, -jnp.inf)).astype(jnp.int32)
 
 
 def ucb_select(state: UCBState, key: chex.PRNGKey) -> Array:

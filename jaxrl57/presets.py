@@ -276,12 +276,19 @@ R2D2_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
 NGU_PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
     # Badia et al. 2020a: the values of Table 6 are `agents.ngu`'s defaults.
     "ngu": (dict(), dict()),
+    # Badia et al. 2020b, sec. 4: separate extrinsic and intrinsic values, a
+    # sliding-window UCB per actor choosing the policy of each episode (window
+    # 90, beta 1, epsilon 0.5 in its Table 3; the evaluator greedy in the arms
+    # over 3,600 episodes), and its discount family gamma_0 0.9999, gamma_1 0.997,
+    # gamma_2 0.99 (appendix).
+    "agent57": (dict(split_values=True, meta_controller="bandit", discount_family="agent57"),
+                dict(discount=0.9999, discount_mid=0.997, discount_min=0.99)),
 }
-# The small tasks: R2D2's small network and sequences, 8 policies (one per env of
-# the default 8), an episodic memory as long as the longest small episode, and
-# smaller embedding and RND outputs.
+# The small tasks: R2D2's small network and sequences, 16 policies (Agent57's
+# discount family needs 10 or more), an episodic memory as long as the longest
+# small episode, and smaller embedding and RND outputs.
 _NGU_SMALL = (
-    dict(_R2D2_SMALL[0], num_policies=8, memory_capacity=1_000, intrinsic_hidden=(64,),
+    dict(_R2D2_SMALL[0], num_policies=16, memory_capacity=1_000, intrinsic_hidden=(64,),
          rnd_output_size=64),
     dict({k: v for k, v in _R2D2_SMALL[1].items() if k != "discount"},
          intrinsic_learning_rate=1e-3, novelty_window=5_000),
@@ -290,7 +297,10 @@ _NGU_SMALL = (
 _NGU_SMALL[0].pop("n_step")
 NGU_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
     "classic": _NGU_SMALL,
-    "deepsea": (_NGU_SMALL[0], _NGU_SMALL[1], dict(_NGU_SMALL[2], total_steps=100_000)),
+    # One update per env batch (4 times R2D2's small rate): at one per four,
+    # DeepSea 10 was not solved in 40k steps, at one per batch it was.
+    "deepsea": (_NGU_SMALL[0], _NGU_SMALL[1], dict(_NGU_SMALL[2], total_steps=100_000,
+                                                    train_every=1)),
 }
 
 

@@ -40,6 +40,17 @@ def test_scores_are_window_means_plus_the_bonus():
                                  jax.random.PRNGKey(0))) == 2
 
 
+def test_the_greedy_arm_reads_only_played_arms():
+    state = bandit.ucb_init(4, window_size=8)
+    assert int(bandit.greedy_arm(state)) == 0  # nothing played yet
+    for arm, reward in [(1, 2.0), (2, 5.0), (2, 3.0), (3, 1.0)]:
+        state = bandit.ucb_update(state, arm, reward)
+    mean, n = bandit.window_means(state)
+    np.testing.assert_allclose(mean, [0.0, 2.0, 4.0, 1.0])
+    np.testing.assert_array_equal(n, [0, 1, 2, 1])
+    assert int(bandit.greedy_arm(state)) == 2  # not arm 0, whose UCB score is +inf
+
+
 def test_each_arm_is_played_once_first():
     state = bandit.ucb_init(5, epsilon=1.0)
     arms = []

@@ -157,3 +157,99 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_pat
     jax.tree.map(np.testing.assert_array_equal, rest, whole)
     assert float(rows["updates"][-1]) > float(first["updates"][-1]) > 0
     assert isinstance(half.actor.memory, intrinsic.EpisodicMemory)
+
+
+A57 = dict(SMALL, num_policies=10, split_values=True, meta_controller="bandit",
+           discount_family="agent57", bandit_window=6, evaluator_window=12)
+
+
+def _agent57(size=5):
+    env = envs.make_env("jax:DeepSea", size=size)
+    return make_ngu(NGUConfig(**A57), env.spec, E), env
+
+
+def _a57_hparams(**extra):
+    return NGUHParams.create(**dict(configs.resolve("agent57", "jax:DeepSea", {}).hparams,
+                                    **extra))
+
+
+def test_agent57_bandits_learn_each_episode_return_and_choose_the_next_policy():
+    agent, env = _agent57(size=5)
+    hp = _a57_hparams()
+    learner = agent.init(jax.random.PRNGKey(0), hp)
+    actor = agent.actor.init(agent.view(learner), E)
+    act, actor_observe = jax.jit(agent.actor.act), jax.jit(agent.actor.observe)
+    observe = jax.jit(agent.observe)
+    keys = jax.random.split(jax.random.PRNGKey(1), E)
+    env_state, obs = jax.vmap(env.reset)(keys)
+    returns, policies = np.zeros(E), []
+    for t in range(5 * 12):  # 12 episodes of 5 steps per env
+        action, actor = act(agent.view(learner), actor, obs, jax.random.PRNGKey(t))
+        if t % 5 == 0:
+            policies.append(np.asarray(actor.policy))
+        env_state, next_obs, reward, term, trunc = jax.vmap(env.step)(keys, env_state, action)
+        learner = observe(learner, EnvSteps(obs, action, reward, term, trunc, next_obs), actor)
+        returns += np.asarray(reward)
+        actor = actor_observe(actor, action, reward, term | trunc)
+        if bool(term.all()):
+            # Each env's bandit holds this episode's arm and extrinsic return.
+            k = int(actor.bandit.count[0]) - 1
+            slot = k % 6
+            np.testing.assert_array_equal(actor.bandit.arms[:, slot], policies[-1])
+            np.testing.assert_allclose(actor.bandit.rewards[:, slot], returns, rtol=1e-5)
+            returns[:] = 0.0
+            env_state, obs = jax.vmap(env.reset)(keys)
+        else:
+            obs = next_obs
+    np.testing.assert_array_equal(actor.bandit.count, 12)
+    policies = np.stack(policies)  # [12 episodes, E]
+    # Each bandit first plays its arms in turn: episode k uses arm k for k < 10.
+    np.testing.assert_array_equal(policies[:10], np.tile(np.arange(10)[:, None], (1, E)))
+    # The evaluator's record over all envs, and its greedy choice.
+    assert int(learner.arm_returns.count) == 12 * E
+    eval_actor = agent.eval_actor.init(agent.view(learner), 2)
+    obs2 = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(2), 2))[1]
+    _, eval_actor = agent.eval_actor.act(agent.view(learner), eval_actor, obs2,
+                                         jax.random.PRNGKey(3))
+    from jaxrl57 import bandit
+    best = int(bandit.greedy_arm(learner.arm_returns))
+    np.testing.assert_array_equal(eval_actor.policy, best)
+
+
+def test_agent57_acts_on_the_combined_heads_and_trains_both():
+    from jaxrl57 import losses
+
+    agent, env = _agent57(size=5)
+    hp = _a57_hparams(learning_starts=1)
+    learner, _ = _play(agent, env, hp, 30, jax.random.PRNGKey(6))
+    assert sorted(learner.params["q"]) == ["extrinsic", "intrinsic"]
+    # What the actor acts on: h(h^-1(Q_e) + beta_j h^-1(Q_i)) of the two networks.
+    from jaxrl57.agents.r2d2 import make_network
+    net = make_network(NGUConfig(**A57), env.spec)
+    actor = agent.actor.init(agent.view(learner), E)
+    obs = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), E))[1]
+    policy = jnp.arange(E, dtype=jnp.int32)
+    actor = actor._replace(policy=policy, reset=jnp.zeros(E, bool))
+    heads = {}
+    for h in ("extrinsic", "intrinsic"):
+        heads[h] = net.apply(learner.params["q"][h], obs[None], actor.prev_action[None],
+                             reset=actor.reset[None], carry=actor.carry[h],
+                             prev_reward=actor.prev_reward[None],
+                             context=jax.nn.one_hot(policy, 10)[None])[0][0]
+    betas, _ = family_tables(hp, 10, "agent57")
+    combined = losses.agent57_q(heads["extrinsic"], heads["intrinsic"], betas[policy][:, None])
+    eval_hp = agent.view(learner)._replace(hparams=hp.replace(epsilon=jnp.float32(0.0)))
+    action, _ = agent.actor.act(eval_hp, actor, obs, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(action, jnp.argmax(combined, axis=-1))
+    update = jax.jit(agent.update)
+    new, metrics = update(learner, jax.random.PRNGKey(7))
+    assert float(metrics["updated"]) == 1.0 and np.isfinite(float(metrics["loss"]))
+    for h in ("extrinsic", "intrinsic"):
+        moved = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(),
+                             new.params["q"][h], learner.params["q"][h])
+        assert max(jax.tree.leaves(moved)) > 0, h
+
+
+def test_agent57_needs_ten_policies_for_its_discounts():
+    with pytest.raises(ValueError, match="num_policies >= 10"):
+        NGUConfig(**dict(A57, num_policies=8)).validate()

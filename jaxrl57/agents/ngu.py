@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl57 import exploration, intrinsic, losses
+from jaxrl57 import bandit, exploration, intrinsic, losses
 from jaxrl57.agents.base import Actor, ActorView, Agent, hparams_from_values
 from jaxrl57.agents.r2d2 import (
     DEFAULT_HPARAMS as R2D2_DEFAULT_HPARAMS,
@@ -87,9 +87,36 @@ class NGUConfig(RecurrentReplayConfig):
     small_cnn."""
     intrinsic_hidden: tuple[int, ...] = (64,)
     """Layer widths of their MLP torso."""
+    split_values: bool = False
+    """Agent57: extrinsic and intrinsic value networks, each trained on its own reward, acting on
+    h(h^-1(Q_e) + beta_j h^-1(Q_i)) (Badia et al. 2020b, sec. 4); NGU: one network on the mixed
+    reward."""
+    meta_controller: str = "uniform"
+    """How an env picks its policy index at each episode start: uniform (NGU), or bandit (Agent57:
+    each env's sliding-window UCB on its episodes' extrinsic returns)."""
+    bandit_window: int = 90
+    """Episodes each env's bandit remembers (Agent57, Table 3: 90; sec. 4 describes 160)."""
+    evaluator_window: int = 3_600
+    """Episodes, over all envs, whose returns per policy the evaluator's greedy choice reads
+    (Agent57, sec. 4: 3,600)."""
+    discount_family: str = "ngu"
+    """ngu (horizons spaced geometrically from discount to discount_min) or agent57 (discount,
+    discount_mid and discount_min as its gamma_0, gamma_1 and gamma_2)."""
 
     def validate(self) -> None:
         super().validate()
+        if self.meta_controller not in ("uniform", "bandit"):
+            raise ValueError(f"meta_controller must be uniform or bandit, not "
+                             f"{self.meta_controller!r}")
+        if self.discount_family not in ("ngu", "agent57"):
+            raise ValueError(f"discount_family must be ngu or agent57, not "
+                             f"{self.discount_family!r}")
+        if self.discount_family == "agent57" and self.num_policies < 10:
+            raise ValueError(f"Agent57's discount family needs num_policies >= 10 (the paper "
+                             f"uses 32), got {self.num_policies}")
+        for name in ("bandit_window", "evaluator_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("num_policies", "memory_capacity", "num_neighbors", "embedding_size",
                      "rnd_output_size"):
             if getattr(self, name) < 1:
@@ -125,6 +152,12 @@ class NGUHParams(R2D2HParams):
     """A similarity above this gives no episodic reward (Table 6: 8)."""
     max_modulator: jax.Array
     """L, the lifelong modulator's upper clip (Table 6: 5)."""
+    discount_mid: jax.Array
+    """Agent57's gamma_1, the discount its family passes through (Agent57 appendix: 0.997)."""
+    bandit_beta: jax.Array
+    """Weight of the bandit's confidence bonus (Agent57, Table 3: 1)."""
+    bandit_epsilon: jax.Array
+    """Probability of a uniformly random policy index at an episode start (Agent57: 0.5)."""
     novelty_window: jax.Array
     """RND errors the modulator's running mean and std weigh (older ones fade): the errors
     fall as the predictor learns, and an all-time mean would call every later state familiar."""
@@ -139,7 +172,7 @@ DEFAULT_HPARAMS: dict[str, float] = dict(
     R2D2_DEFAULT_HPARAMS, discount=0.997, discount_min=0.99, intrinsic_beta=0.3,
     retrace_lambda=0.95, intrinsic_learning_rate=5e-4, kernel_epsilon=1e-4,
     cluster_distance=0.008, pseudo_count=1e-3, max_similarity=8.0, max_modulator=5.0,
-    novelty_window=100_000)
+    discount_mid=0.997, bandit_beta=1.0, bandit_epsilon=0.5, novelty_window=100_000)
 
 
 class NGUState(NamedTuple):
@@ -152,6 +185,7 @@ class NGUState(NamedTuple):
     rnd_target: Any
     obs_stats: intrinsic.RunningStats
     error_stats: intrinsic.RunningStats
+    arm_returns: Any  # bandit.UCBState over all envs' episodes (meta_controller bandit), or ()
     replay: Any
     env_steps: jax.Array
     updates: jax.Array
@@ -171,12 +205,18 @@ class NGUActorState(NamedTuple):
     intrinsic_reward: jax.Array  # r_i of the current observation (set by `act`)
     behaviour_prob: jax.Array  # mu(a_t | x_t) of the action taken (set by `act`)
     rnd_error: jax.Array  # RND's error on the current observation (set by `act`)
+    episode_return: jax.Array  # the extrinsic return of the episode so far
+    bandit: Any  # each env's bandit.UCBState (meta_controller bandit), or ()
 
 
-def family_tables(hp: NGUHParams, num_policies: int) -> tuple[jax.Array, jax.Array]:
-    """(beta_j [N], gamma_j [N]) of the policy family (NGU appendix)."""
-    return (exploration.ngu_betas(num_policies, hp.intrinsic_beta),
-            exploration.ngu_discounts(num_policies, hp.discount_min, hp.discount))
+def family_tables(hp: NGUHParams, num_policies: int, discount_family: str = "ngu"
+                  ) -> tuple[jax.Array, jax.Array]:
+    """(beta_j [N], gamma_j [N]) of the policy family (NGU and Agent57 appendices)."""
+    betas = exploration.ngu_betas(num_policies, hp.intrinsic_beta)
+    if discount_family == "agent57":
+        return betas, exploration.agent57_discounts(num_policies, hp.discount, hp.discount_mid,
+                                                    hp.discount_min)
+    return betas, exploration.ngu_discounts(num_policies, hp.discount_min, hp.discount)
 
 
 def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
@@ -187,6 +227,8 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
                          f"actions")
     N, A, E = config.num_policies, spec.num_actions, num_envs
     q_network = make_network(config, spec)
+    heads = ("extrinsic", "intrinsic") if config.split_values else ("mixed",)
+    use_bandit = config.meta_controller == "bandit"
     torso = make_torso(config.intrinsic_torso, spec.obs_shape, config.intrinsic_hidden)
     embedding = InverseDynamics(A, torso, embedding_size=config.embedding_size)
     rnd = RNDNetwork(torso.clone(), output_size=config.rnd_output_size)
@@ -197,14 +239,31 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
         return dict(prev_reward=prev_reward, context=jax.nn.one_hot(policy, N))
 
     def init_q(key):
+        """{head: params}: one network on the mixed reward, or Agent57's two."""
         T1 = (1, 1)
-        return q_network.init(key, jnp.broadcast_to(obs_example, T1 + obs_example.shape),
-                              jnp.zeros(T1, jnp.int32), reset=jnp.ones(T1, bool),
-                              **q_inputs(jnp.zeros(T1 + (2,)), jnp.zeros(T1, jnp.int32)))
+        init_one = lambda k: q_network.init(  # noqa: E731
+            k, jnp.broadcast_to(obs_example, T1 + obs_example.shape), jnp.zeros(T1, jnp.int32),
+            reset=jnp.ones(T1, bool), **q_inputs(jnp.zeros(T1 + (2,)), jnp.zeros(T1, jnp.int32)))
+        return {h: init_one(k) for h, k in zip(heads, jax.random.split(key, len(heads)),
+                                                strict=True)}
 
     def carry_for(params, n):
-        return initial_carry(q_network, params, obs_example, n,
-                             **q_inputs(jnp.zeros((1, n, 2)), jnp.zeros((1, n), jnp.int32)))
+        inputs = q_inputs(jnp.zeros((1, n, 2)), jnp.zeros((1, n), jnp.int32))
+        return {h: initial_carry(q_network, params[h], obs_example, n, **inputs) for h in heads}
+
+    def unroll_q(params, obs, prev_action, prev_reward, reset, policy, carry, betas):
+        """(Q acted on [T, B, A], {head: Q [T, B, A]}, carry) over inputs [T, B, ...]:
+        Agent57 combines its heads as h(h^-1(Q_e) + beta_j h^-1(Q_i))."""
+        out, new_carry = {}, {}
+        for h in heads:
+            out[h], new_carry[h] = q_network.apply(
+                params[h], obs, prev_action, reset=reset, carry=carry[h],
+                **q_inputs(prev_reward, policy))
+        if not config.split_values:
+            return out["mixed"], out, new_carry
+        q = losses.agent57_q(out["extrinsic"], out["intrinsic"], betas[policy][..., None],
+                             config.rescale_eps)
+        return q, out, new_carry
 
     example_step = dict(
         obs=obs_example, action=jnp.zeros((), jnp.int32), reward=jnp.zeros(()),
@@ -231,18 +290,20 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
         params = dict(q=init_q(q_key), embedding=embedding.init(emb_key, batch, batch),
                       rnd=rnd.init(rnd_key, batch))
         opts = optimizers(hp)
+        arm_returns = (bandit.ucb_init(N, config.evaluator_window, beta=0.0, epsilon=0.0)
+                       if use_bandit else ())
         return NGUState(
             params=params, target_params=params["q"],
             opt_state={name: opts[name].init(p) for name, p in params.items()},
             rnd_target=rnd.init(target_key, batch),
             obs_stats=intrinsic.running_stats_init(spec.obs_shape),
-            error_stats=intrinsic.running_stats_init(),
+            error_stats=intrinsic.running_stats_init(), arm_returns=arm_returns,
             replay=buffer.init(), env_steps=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32), hparams=hp)
 
     def view(state: NGUState) -> ActorView:
         published = dict(state.params, rnd_target=state.rnd_target, obs_stats=state.obs_stats,
-                         error_stats=state.error_stats)
+                         error_stats=state.error_stats, arm_returns=state.arm_returns)
         return ActorView(params=published, hparams=state.hparams, env_steps=state.env_steps)
 
     def rnd_errors(params, rnd_target, obs_stats, obs):
@@ -253,11 +314,31 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
         carry = carry_for(view.params["q"], n)
         memory = jax.vmap(lambda _: intrinsic.episodic_memory_init(
             config.memory_capacity, config.embedding_size))(jnp.arange(n))
+        hp = view.hparams
+        bandits = (jax.vmap(lambda _: bandit.ucb_init(
+            N, config.bandit_window, beta=hp.bandit_beta, epsilon=hp.bandit_epsilon))(
+            jnp.arange(n)) if use_bandit else ())
         zeros = jnp.zeros(n)
         return NGUActorState(carry=carry, next_carry=carry, prev_action=jnp.zeros(n, jnp.int32),
                              prev_reward=jnp.zeros((n, 2)), reset=jnp.ones(n, bool),
                              policy=jnp.zeros(n, jnp.int32), memory=memory,
-                             intrinsic_reward=zeros, behaviour_prob=zeros, rnd_error=zeros)
+                             intrinsic_reward=zeros, behaviour_prob=zeros, rnd_error=zeros,
+                             episode_return=zeros, bandit=bandits)
+
+    def choose_policies(view: ActorView, actor: NGUActorState, key, evaluation: bool):
+        """Each env's j [n] for its current episode, chosen where one begins: by
+        each env's bandit (Agent57) or uniformly (NGU); the evaluator follows j = 0
+        (NGU) or the arm of the best recent return over all envs (Agent57, greedy in
+        the arms)."""
+        n = actor.reset.shape[0]
+        if evaluation:
+            drawn = jnp.full(n, bandit.greedy_arm(view.params["arm_returns"]) if use_bandit
+                             else 0, jnp.int32)
+        elif use_bandit:
+            drawn = jax.vmap(bandit.ucb_select)(actor.bandit, jax.random.split(key, n))
+        else:
+            drawn = jax.random.randint(key, (n,), 0, N, jnp.int32)
+        return jnp.where(actor.reset, drawn, actor.policy)
 
     def intrinsic_rewards(view: ActorView, memory, obs, hp: NGUHParams):
         """(r_i [n], memory, RND error [n]) of the observations `obs` [n, ...]."""
@@ -277,16 +358,13 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
             hp = view.hparams
             n = obs.shape[0]
             policy_key, act_key = jax.random.split(key)
-            # Evaluation follows the exploitative policy j = 0; actors draw j anew
-            # at each episode start.
-            drawn = (jnp.zeros(n, jnp.int32) if evaluation
-                     else jax.random.randint(policy_key, (n,), 0, N, jnp.int32))
-            policy = jnp.where(actor.reset, drawn, actor.policy)
+            policy = choose_policies(view, actor, policy_key, evaluation)
             memory = intrinsic.episodic_memory_reset(actor.memory, actor.reset)
             r_i, memory, error = intrinsic_rewards(view, memory, obs, hp)
-            q, next_carry = q_network.apply(
-                view.params["q"], obs[None], actor.prev_action[None], reset=actor.reset[None],
-                carry=actor.carry, **q_inputs(actor.prev_reward[None], policy[None]))
+            betas, _ = family_tables(hp, N, config.discount_family)
+            q, _, next_carry = unroll_q(view.params["q"], obs[None], actor.prev_action[None],
+                                        actor.prev_reward[None], actor.reset[None],
+                                        policy[None], actor.carry, betas)
             q = q[0]
             epsilons = (hp.eval_epsilon if evaluation else
                         exploration.apex_epsilons(n, hp.epsilon, hp.epsilon_alpha))
@@ -304,10 +382,19 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
         rewards where an episode ended."""
         zero = lambda x: jnp.where(done.reshape(done.shape + (1,) * (x.ndim - 1)),  # noqa: E731
                                    jnp.zeros_like(x), x)
-        rewards = jnp.stack([reward.astype(jnp.float32), actor.intrinsic_reward], axis=-1)
+        reward = reward.astype(jnp.float32)
+        rewards = jnp.stack([reward, actor.intrinsic_reward], axis=-1)
+        episode_return = actor.episode_return + reward
+        bandits = actor.bandit
+        if use_bandit:  # the episode's undiscounted extrinsic return rewards its arm
+            updated = jax.vmap(bandit.ucb_update)(bandits, actor.policy, episode_return)
+            bandits = jax.tree.map(
+                lambda u, b: jnp.where(done.reshape(done.shape + (1,) * (u.ndim - 1)), u, b),
+                updated, bandits)
         return actor._replace(carry=jax.tree.map(zero, actor.next_carry),
                               prev_action=zero(action.astype(jnp.int32)),
-                              prev_reward=zero(rewards), reset=done)
+                              prev_reward=zero(rewards), reset=done,
+                              episode_return=zero(episode_return), bandit=bandits)
 
     def observe(state: NGUState, steps: EnvSteps, actor: NGUActorState):
         """Stores each env's step with its intrinsic reward, policy index and
@@ -331,8 +418,18 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
                      prev_reward=jnp.stack([reward, actor.intrinsic_reward], axis=-1),
                      policy=actor.policy, behaviour_prob=zeros)
         replay = buffer.add(replay, final, actor.next_carry, params, active=ended)
+        arm_returns = state.arm_returns
+        if use_bandit:  # the evaluator's record: each ended episode's arm and return
+            returns = actor.episode_return + reward
+
+            def record(i, arms):
+                new = bandit.ucb_update(arms, actor.policy[i], returns[i])
+                return jax.tree.map(lambda n, o: jnp.where(ended[i], n, o), new, arms)
+
+            arm_returns = jax.lax.fori_loop(0, E, record, arm_returns)
         return state._replace(
             replay=replay, env_steps=state.env_steps + steps.obs.shape[0],
+            arm_returns=arm_returns,
             obs_stats=intrinsic.running_stats_update(state.obs_stats, steps.obs),
             error_stats=intrinsic.running_stats_update(state.error_stats, actor.rnd_error,
                                                        max_count=state.hparams.novelty_window))
@@ -343,36 +440,45 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
     burn = config.burn_in
 
     def q_loss(q_params, target_params, steps, start_carry, weights, hp: NGUHParams):
-        """Retrace on the mixed reward of each step's policy (see the module
-        docstring); `steps` time-major [seq_len, B, ...]."""
+        """Retrace on each step's policy (see the module docstring): one network on
+        the mixed reward r_e + beta_j r_i, or Agent57's two, each on its own reward,
+        with the target policy greedy in the combined values; `steps` time-major
+        [seq_len, B, ...]."""
+        betas, gammas = family_tables(hp, N, config.discount_family)
+
         def unroll(p, sl, carry):
-            return q_network.apply(p, steps["obs"][sl], steps["prev_action"][sl],
-                                   reset=steps["reset"][sl], carry=carry,
-                                   **q_inputs(steps["prev_reward"][sl], steps["policy"][sl]))
+            return unroll_q(p, steps["obs"][sl], steps["prev_action"][sl],
+                            steps["prev_reward"][sl], steps["reset"][sl], steps["policy"][sl],
+                            carry, betas)
 
         online_carry, target_carry = start_carry, start_carry
         if burn:
             head = slice(0, burn)
-            online_carry = jax.lax.stop_gradient(unroll(q_params, head, start_carry)[1])
-            target_carry = unroll(target_params, head, start_carry)[1]
+            online_carry = jax.lax.stop_gradient(unroll(q_params, head, start_carry)[2])
+            target_carry = unroll(target_params, head, start_carry)[2]
         rest = slice(burn, None)
-        q_online, _ = unroll(q_params, rest, online_carry)  # [trace_length + 1, B, A]
-        q_target, _ = unroll(target_params, rest, target_carry)
+        q_online, online, _ = unroll(q_params, rest, online_carry)  # [trace + 1, B, A]
+        _, target, _ = unroll(target_params, rest, target_carry)
         batch_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
         now = lambda k: batch_major(steps[k][burn:-1])  # noqa: E731
         after = lambda k: batch_major(steps[k][burn + 1:])  # noqa: E731
-        betas, gammas = family_tables(hp, N)
         policy = now("policy")
-        reward = now("reward") + betas[policy] * now("intrinsic_reward")
+        rewards = {"mixed": now("reward") + betas[policy] * now("intrinsic_reward"),
+                   "extrinsic": now("reward"), "intrinsic": now("intrinsic_reward")}
         pi = exploration.epsilon_greedy_probs(jax.lax.stop_gradient(q_online[1:]), 0.0)
         lam = hp.retrace_lambda * (1.0 - after("final").astype(jnp.float32))
-        loss, td, priority = losses.retrace_loss(
-            batch_major(q_online[:-1]), now("action"), reward, gammas[policy] * now("discount"),
-            batch_major(q_target[1:]), after("action"), batch_major(pi),
-            after("behaviour_prob"), lambda_=lam, eta=hp.priority_eta, mask_t=now("mask"),
-            weights=weights, rescale_eps=config.rescale_eps)
-        td_abs = jnp.sum(jnp.abs(td)) / jnp.maximum(jnp.sum(now("mask")), 1.0)
-        return loss, (priority, jnp.mean(q_online), td_abs)
+        loss, tds, priorities = 0.0, [], []
+        for h in heads:
+            head_loss, td, priority = losses.retrace_loss(
+                batch_major(online[h][:-1]), now("action"), rewards[h],
+                gammas[policy] * now("discount"), batch_major(target[h][1:]), after("action"),
+                batch_major(pi), after("behaviour_prob"), lambda_=lam, eta=hp.priority_eta,
+                mask_t=now("mask"), weights=weights, rescale_eps=config.rescale_eps)
+            loss, tds, priorities = loss + head_loss, tds + [td], priorities + [priority]
+        td_abs = sum(jnp.sum(jnp.abs(td)) for td in tds) / (
+            len(heads) * jnp.maximum(jnp.sum(now("mask")), 1.0))
+        # Agent57's two heads: a sequence's priority is the mean of theirs.
+        return loss, (sum(priorities) / len(heads), jnp.mean(q_online), td_abs)
 
     def embedding_loss(params, steps):
         """Inverse dynamics on the consecutive pairs of the sequences that stay in
