@@ -253,3 +253,23 @@ def test_agent57_acts_on_the_combined_heads_and_trains_both():
 def test_agent57_needs_ten_policies_for_its_discounts():
     with pytest.raises(ValueError, match="num_policies >= 10"):
         NGUConfig(**dict(A57, num_policies=8)).validate()
+
+
+def test_the_ablations_split_the_reward_into_its_two_factors():
+    """r_i = r_episodic * clip(alpha, 1, L): the 'episodic' ablation gives the first
+    factor, 'lifelong' the second, from the same learner and observations."""
+    env = envs.make_env("jax:DeepSea", size=6)
+    hp = NGUHParams.create(**configs.resolve("ngu", "jax:DeepSea", {}).hparams)
+    rewards = {}
+    for kind in ("ngu", "episodic", "lifelong"):
+        agent = make_ngu(NGUConfig(**dict(SMALL, intrinsic_reward=kind)), env.spec, E)
+        learner, (_, _, r_i, _) = _play(agent, env, hp, 8, jax.random.PRNGKey(9))
+        rewards[kind] = r_i
+    # The first two steps: later, the previous intrinsic reward (a network input)
+    # differs between the three and so do the actions and states.
+    np.testing.assert_allclose(rewards["ngu"][:2],
+                               rewards["episodic"][:2] * rewards["lifelong"][:2], rtol=1e-5)
+    assert np.all((rewards["lifelong"] >= 1.0) & (rewards["lifelong"] <= 5.0))
+    assert np.any(rewards["lifelong"] > 1.0)  # RND's error varies from the start
+    with pytest.raises(ValueError, match="intrinsic_reward must be"):
+        NGUConfig(**dict(SMALL, intrinsic_reward="count")).validate()

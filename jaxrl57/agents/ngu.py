@@ -87,6 +87,10 @@ class NGUConfig(RecurrentReplayConfig):
     small_cnn."""
     intrinsic_hidden: tuple[int, ...] = (64,)
     """Layer widths of their MLP torso."""
+    intrinsic_reward: str = "ngu"
+    """ngu: episodic novelty times the lifelong modulator (NGU eq. 1); episodic: the modulator
+    held at 1 (no RND); lifelong: the clipped modulator alone (no episodic memory), for
+    ablations."""
     split_values: bool = False
     """Agent57: extrinsic and intrinsic value networks, each trained on its own reward, acting on
     h(h^-1(Q_e) + beta_j h^-1(Q_i)) (Badia et al. 2020b, sec. 4); NGU: one network on the mixed
@@ -105,6 +109,9 @@ class NGUConfig(RecurrentReplayConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.intrinsic_reward not in ("ngu", "episodic", "lifelong"):
+            raise ValueError(f"intrinsic_reward must be ngu, episodic or lifelong, not "
+                             f"{self.intrinsic_reward!r}")
         if self.meta_controller not in ("uniform", "bandit"):
             raise ValueError(f"meta_controller must be uniform or bandit, not "
                              f"{self.meta_controller!r}")
@@ -351,6 +358,10 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
         episodic, memory = jax.vmap(step)(memory, emb)
         error = rnd_errors(p["rnd"], p["rnd_target"], p["obs_stats"], obs)
         alpha = intrinsic.lifelong_modulator(error, p["error_stats"])
+        if config.intrinsic_reward == "episodic":
+            alpha = jnp.ones_like(alpha)
+        elif config.intrinsic_reward == "lifelong":
+            episodic = jnp.ones_like(episodic)
         return intrinsic.ngu_intrinsic_reward(episodic, alpha, hp.max_modulator), memory, error
 
     def make_act(evaluation: bool):
