@@ -295,7 +295,14 @@ _NGU_SMALL = (
     _R2D2_SMALL[2],
 )
 _NGU_SMALL[0].pop("n_step")
+# Atari: R2D2's network and sequence layout (`R2D2_ATARI_*`, which NGU builds on),
+# with NGU's Table 6 for the rest (`agents.ngu` defaults): the embedding and RND
+# networks on the Nature-CNN convolutions and dense layer.
+_NGU_ATARI_STATIC = {k: v for k, v in R2D2_ATARI_STATIC.items() if k != "n_step"}
 NGU_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
+    "atari": (dict(_NGU_ATARI_STATIC, intrinsic_torso="nature_cnn"),
+              {k: v for k, v in R2D2_ATARI_HPARAMS.items() if k != "discount"},
+              R2D2_FAMILY_DEFAULTS["atari"][2]),
     "classic": _NGU_SMALL,
     # One update per env batch (4 times R2D2's small rate): at one per four,
     # DeepSea 10 was not solved in 40k steps, at one per batch it was.
@@ -313,6 +320,8 @@ ATARI_TRAIN_ENV: dict[str, dict[str, Any]] = {
     # then used to mark the end of an episode during training".
     "dqn": dict(episodic_life=True, reward_clip=True),
     "r2d2": R2D2_ATARI_TRAIN_ENV,
+    # NGU and Agent57 train as R2D2 does (Badia et al. 2020a, b build on its setup).
+    "ngu": R2D2_ATARI_TRAIN_ENV,
 }
 
 

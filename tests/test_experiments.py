@@ -14,7 +14,7 @@ from jaxrl57 import configs
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 SCRIPTS = ["dqn_atari", "rainbow_atari", "apex_atari", "r2d2_atari", "cartpole_dqn",
-           "ddpg_pendulum"]
+           "ddpg_pendulum", "ngu_atari", "agent57_atari"]
 
 
 def _load(name: str):
