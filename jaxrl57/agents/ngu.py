@@ -91,6 +91,10 @@ class NGUConfig(RecurrentReplayConfig):
     """ngu: episodic novelty times the lifelong modulator (NGU eq. 1); episodic: the modulator
     held at 1 (no RND); lifelong: the clipped modulator alone (no episodic memory), for
     ablations."""
+    relabel_policy: bool = False
+    """Train each replayed sequence as the policy of an index drawn uniformly, not the one that
+    acted (Retrace's traces correct for the behaviour), so that the exploitative policy learns
+    from what the exploratory ones found; the papers train the acting policy's index."""
     split_values: bool = False
     """Agent57: extrinsic and intrinsic value networks, each trained on its own reward, acting on
     h(h^-1(Q_e) + beta_j h^-1(Q_i)) (Badia et al. 2020b, sec. 4); NGU: one network on the mixed
@@ -511,11 +515,17 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
         and RND's predictor; a masked no-op until `can_update`."""
         hp = state.hparams
         ready = can_update(state)
-        steps, start_carry, indices, weights = buffer.sample(state.replay, key,
+        sample_key, relabel_key = jax.random.split(key)
+        steps, start_carry, indices, weights = buffer.sample(state.replay, sample_key,
                                                              replay_params(hp))
         steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
+        if config.relabel_policy:  # one index per sequence, for all its steps
+            drawn = jax.random.randint(relabel_key, steps["policy"].shape[1:], 0, N, jnp.int32)
+            q_steps = dict(steps, policy=jnp.broadcast_to(drawn, steps["policy"].shape))
+        else:
+            q_steps = steps
         (loss, (priority, q_mean, td_abs)), q_grads = jax.value_and_grad(q_loss, has_aux=True)(
-            state.params["q"], state.target_params, steps, start_carry, weights, hp)
+            state.params["q"], state.target_params, q_steps, start_carry, weights, hp)
         emb_loss, emb_grads = jax.value_and_grad(embedding_loss)(state.params["embedding"],
                                                                  steps)
         pred_loss, rnd_grads = jax.value_and_grad(rnd_loss)(
