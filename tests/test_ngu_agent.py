@@ -96,8 +96,10 @@ def test_family_tables_follow_the_hyperparameters():
     assert float(gammas[0]) == pytest.approx(0.997) and float(gammas[-1]) == pytest.approx(0.99)
 
 
-def test_updates_train_all_three_networks_under_vmap_and_compile_once():
-    agent, env = _agent(size=5)
+@pytest.mark.parametrize("relabel", [False, True])
+def test_updates_train_all_three_networks_under_vmap_and_compile_once(relabel):
+    env = envs.make_env("jax:DeepSea", size=5)
+    agent = make_ngu(NGUConfig(**dict(SMALL, relabel_policy=relabel)), env.spec, E)
     hp = NGUHParams.create(**dict(configs.resolve("ngu", "jax:DeepSea", {}).hparams,
                                   learning_starts=1))
     learner, _ = _play(agent, env, hp, 30, jax.random.PRNGKey(6))
