@@ -157,6 +157,7 @@ def episodic_memory_step(
     cluster_distance: Numeric = 0.008,
     pseudo_count: Numeric = 1e-3,
     max_similarity: Numeric = 8.0,
+    distance_window: Numeric = jnp.inf,
 ) -> tuple[Array, EpisodicMemory]:
     """One step of Algorithm 1 for one env: the reward of `embedding` [dim]
     against the episode's earlier embeddings, then the embedding stored.
@@ -177,6 +178,10 @@ def episodic_memory_step(
     times a novel state's reward of about 30; on short episodes those first
     steps would dominate the intrinsic return.
 
+    `distance_window`: the running mean weighs the older distances as at most
+    this many (inf: all of them, Algorithm 1's running average); a finite
+    window follows an embedding whose scale drifts while it trains.
+
     Returns:
       (reward [], the memory with the embedding stored).
     """
@@ -184,7 +189,7 @@ def episodic_memory_step(
     sq = _nearest_sq_distances(memory, embedding, num_neighbors)
     finite = jnp.isfinite(sq)
     new = jnp.sum(finite.astype(jnp.float32))
-    total = memory.distance_count + new
+    total = jnp.minimum(memory.distance_count, distance_window) + new
     step_sum = jnp.sum(jnp.where(finite, sq, 0.0))
     # The incremental form keeps float32 exact enough over millions of steps.
     mean = memory.mean_sq_distance + jnp.where(
@@ -284,8 +289,7 @@ def inverse_dynamics_loss(logits: Array, actions: Array, weights: Array | None =
 
 def lifelong_modulator(error: Array, stats: RunningStats, eps: Numeric = 1e-8) -> Array:
     """alpha = 1 + (err - mean_err) / std_err (NGU sec. 2), with `stats` the
-    running statistics of the errors (`running_stats_update` with this step's
-    errors first)."""
+    running statistics of the errors (`running_stats_update`)."""
     return 1.0 + (jnp.asarray(error, jnp.float32) - stats.mean) / jnp.sqrt(stats.var + eps)
 
 

@@ -269,9 +269,11 @@ def retrace_loss(
       a_t: [B, T] actions taken at steps 1..T.
       pi_t: [B, T, A] target-policy probabilities at steps 1..T.
       mu_t: [B, T] behaviour probability of ``a_t``.
-      lambda_: trace coefficient, a scalar or [B, T] per step (may be traced); 0 at
-        step t cuts the trace there (c_t = 0), so the return of step t - 1
-        bootstraps on E_pi Q(x_t): what an episode's final observation needs.
+      lambda_: trace coefficient, a scalar or [B, T] (may be traced); like
+        ``a_t``, ``pi_t`` and ``mu_t``, ``lambda_[:, i]`` belongs to x_{i+1}, the
+        state after the action of ``q_tm1[:, i]``. 0 there cuts the trace (c = 0):
+        the return of step i bootstraps on E_pi Q(x_{i+1}) alone, which an
+        episode's final observation needs.
       eta: priority mixing coefficient (may be traced).
       mask_t: optional [B, T], 1 where a step's TD error counts.
       weights: optional [B] importance weights.

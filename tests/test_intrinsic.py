@@ -197,3 +197,23 @@ def test_running_stats_with_a_window_follow_a_drifting_quantity():
     # The old level's weight decays as (100 / 110) per batch of 10: 7e-5 after 100.
     assert float(stats_window.mean) == pytest.approx(1.0, rel=0.02)
     assert float(stats_window.count) == 110.0 and float(stats_all.count) == 1500.0
+
+
+def test_the_neighbour_distance_mean_can_forget_an_old_scale():
+    """An embedding that shrinks tenfold: with a window the running mean d_m^2
+    follows it; over all distances it stays near the old scale."""
+    rng = np.random.default_rng(5)
+    step = jax.jit(intrinsic.episodic_memory_step, static_argnames="num_neighbors")
+    means = {}
+    for window in (jnp.inf, 50.0):
+        memory = intrinsic.episodic_memory_init(64, 4)
+        for scale in (1.0, 0.1):
+            for _ in range(3):  # three episodes at each scale
+                memory = intrinsic.episodic_memory_reset(memory, jnp.asarray(True))
+                for e in rng.normal(size=(20, 4)) * scale:
+                    _, memory = step(memory, jnp.asarray(e, jnp.float32), num_neighbors=3,
+                                     distance_window=window)
+        means[window] = float(memory.mean_sq_distance)
+    # Squared distances scale with s^2: the recent ones are 0.01 of the old, and
+    # the all-time mean holds half of each.
+    assert means[50.0] < 0.2 * means[jnp.inf]

@@ -275,3 +275,5 @@ def test_the_ablations_split_the_reward_into_its_two_factors():
     assert np.any(rewards["lifelong"] > 1.0)  # RND's error varies from the start
     with pytest.raises(ValueError, match="intrinsic_reward must be"):
         NGUConfig(**dict(SMALL, intrinsic_reward="count")).validate()
+    with pytest.raises(ValueError, match="relabel_policy needs burn_in"):
+        NGUConfig(**dict(SMALL, relabel_policy=True, burn_in=0)).validate()

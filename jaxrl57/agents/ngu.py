@@ -35,8 +35,9 @@ of its own, discount 0 after a termination only); Retrace's trace is cut at
 the final observation (lambda 0 there), so the step into it bootstraps on
 E_pi Q(x_T) at a time limit and on nothing at a termination.
 
-`agents.agent57` is this agent with split extrinsic and intrinsic values and
-a bandit choosing j.
+Agent57 (the `agent57` preset) is this agent with `split_values` (extrinsic
+and intrinsic value networks), `meta_controller="bandit"` (a sliding-window
+UCB per env choosing j) and Agent57's discount family.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ class NGUConfig(RecurrentReplayConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.relabel_policy and self.burn_in < 1:
+            raise ValueError("relabel_policy needs burn_in >= 1: a replayed sequence's stored "
+                             "state was computed under the index that acted")
         if self.intrinsic_reward not in ("ngu", "episodic", "lifelong"):
             raise ValueError(f"intrinsic_reward must be ngu, episodic or lifelong, not "
                              f"{self.intrinsic_reward!r}")
@@ -170,8 +174,9 @@ class NGUHParams(R2D2HParams):
     bandit_epsilon: jax.Array
     """Probability of a uniformly random policy index at an episode start (Agent57: 0.5)."""
     novelty_window: jax.Array
-    """RND errors the modulator's running mean and std weigh (older ones fade): the errors
-    fall as the predictor learns, and an all-time mean would call every later state familiar."""
+    """Samples the running statistics of novelty weigh, older ones fading: RND's errors (per env
+    step) and each env's mean neighbour distance d_m^2 (per distance). Both drift as the
+    networks learn; against all-time statistics every later state would look familiar."""
 
     @classmethod
     def create(cls, **values: Any) -> NGUHParams:
@@ -358,7 +363,8 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
         step = functools.partial(
             intrinsic.episodic_memory_step, num_neighbors=config.num_neighbors,
             kernel_epsilon=hp.kernel_epsilon, cluster_distance=hp.cluster_distance,
-            pseudo_count=hp.pseudo_count, max_similarity=hp.max_similarity)
+            pseudo_count=hp.pseudo_count, max_similarity=hp.max_similarity,
+            distance_window=hp.novelty_window)
         episodic, memory = jax.vmap(step)(memory, emb)
         error = rnd_errors(p["rnd"], p["rnd_target"], p["obs_stats"], obs)
         alpha = intrinsic.lifelong_modulator(error, p["error_stats"])
