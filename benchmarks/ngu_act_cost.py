@@ -34,8 +34,8 @@ SPEC = EnvSpec("MontezumaRevenge-v5", (4, 84, 84), np.uint8, num_actions=18)
 
 
 def _actor(agent_name: str, num_envs: int):
-    s = configs.resolve(agent_name, "MontezumaRevenge-v5", {"replay_capacity": "8",
-                                                            "batch_size": "4"})
+    s = configs.resolve(agent_name, "MontezumaRevenge-v5", {
+        "replay_capacity": "8", "batch_size": "4", "learning_starts": "4"})
     agent = s.family.make(s.agent_config, SPEC, num_envs)
     learner = jax.jit(agent.init)(jax.random.PRNGKey(0), s.family.hparams_cls.create(**s.hparams))
     view = agent.view(learner)
