@@ -31,16 +31,12 @@ columns are about the actor's own output, which is what inverting gradients
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-from _common import command_line, write_results
+from _common import command_line, run_train, write_results
 
 SOLVED = -200.0
 BOUNDINGS = ("tanh", "inverting_gradients", "none")
@@ -49,20 +45,10 @@ SWEEP_RATES = "3e-4,5e-4,7e-4,1e-3,1.5e-3,2e-3,3e-3,5e-3"
 
 def train(args: list[str], out: str) -> dict:
     """Runs `jaxrl57 train ARGS --no-progress --out OUT` in its own process."""
-    cmd = [sys.executable, "-m", "jaxrl57.cli", "train", *args, "--no-progress", "--out", out]
-    env = dict(os.environ, JAXRL57_NO_COMPILE_CACHE="1")
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    process_s = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-    with open(os.path.join(out, "summary.json")) as f:
-        summary = json.load(f)
-    with open(os.path.join(out, "metrics.csv")) as f:
-        rows = list(csv.DictReader(f))
-    return {"command": " ".join(["jaxrl57", "train", *args, "--no-progress"]),
-            "final_eval_return": [m["final_eval_return"] for m in summary["per_member"]],
-            "process_s": process_s, "wall_s": summary["wall_s"], "rows": rows}
+    r = run_train(args, out)
+    return {"command": r["command"],
+            "final_eval_return": [m["final_eval_return"] for m in r["summary"]["per_member"]],
+            "process_s": r["process_s"], "wall_s": r["summary"]["wall_s"], "rows": r["rows"]}
 
 
 def _bounds_after_warmup(rows: list[dict]) -> dict:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from resume_check import assert_resume_is_exact
 
 from jaxrl57 import configs, envs, losses
 from jaxrl57.agents.ddpg import (
@@ -264,35 +265,14 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_pat
     state lives in the runner state): rows 1-2, a save and a load of the whole
     runner state, rows 3-4 give exactly the rows and state of rows 1-4 without the save.
     Row by row, as the command line's driver runs them (one compiled program)."""
-    from jaxrl57 import checkpoint
-    from jaxrl57.runners.on_device import make_runner
-
     s = configs.resolve("ddpg", "jax:Pendulum-v1", {
         "total_steps": "1680", "num_rows": "4", "eval_episodes": "2", "learning_starts": "200",
         "random_steps": "200", "hidden_sizes": "16,16", "batch_size": "16"})
     env = envs.make_env("jax:Pendulum-v1")
     agent = make_ddpg(s.agent_config, env.spec, s.run_config.num_envs)
-    init, run_rows = make_runner(agent, env, s.run_config)
-    one_row = jax.jit(lambda state: run_rows(state, 1))
-
-    def run(state, num_rows):
-        rows = []
-        for _ in range(num_rows):
-            state, row = one_row(state)
-            rows.append(row)
-        return state, {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
-
-    start = jax.jit(init)(jax.random.PRNGKey(3), DDPGHParams.create(**s.hparams))
-    whole, rows = run(start, 4)
-    half, first = run(start, 2)
-    path = str(tmp_path / "ckpt")
-    checkpoint.save(path, half, {})
-    restored, _ = checkpoint.load(path, like=half)
-    rest, second = run(restored, 2)
-    for name, value in rows.items():
-        np.testing.assert_array_equal(np.concatenate([first[name], second[name]]), value,
-                                      err_msg=name)
-    jax.tree.map(np.testing.assert_array_equal, rest, whole)
+    half, first, rows = assert_resume_is_exact(
+        agent, env, s.run_config, DDPGHParams.create(**s.hparams), jax.random.PRNGKey(3),
+        str(tmp_path / "ckpt"))
     assert float(rows["updates"][-1]) > float(first["updates"][-1]) > 0  # trained both sides
     assert np.any(np.asarray(half.actor.noise) != 0)  # an OU state in flight was saved
 

@@ -7,12 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from resume_check import assert_resume_is_exact
 
-from jaxrl57 import checkpoint, configs, envs, intrinsic
+from jaxrl57 import configs, envs, intrinsic
 from jaxrl57.agents.ngu import NGUConfig, NGUHParams, family_tables, make_ngu
 from jaxrl57.envs.base import EnvSpec
 from jaxrl57.replay.base import EnvSteps
-from jaxrl57.runners.on_device import make_runner
 
 E = 4
 SMALL = dict(hidden_sizes=(16,), core_size=16, head_hidden=(16,), burn_in=2, trace_length=6,
@@ -136,27 +136,9 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_pat
         "num_envs": str(E)})
     env = envs.make_env("jax:DeepSea", size=5)
     agent = make_ngu(s.agent_config, env.spec, s.run_config.num_envs)
-    init, run_rows = make_runner(agent, env, s.run_config)
-    one_row = jax.jit(lambda state: run_rows(state, 1))
-
-    def run(state, num_rows):
-        rows = []
-        for _ in range(num_rows):
-            state, row = one_row(state)
-            rows.append(row)
-        return state, {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
-
-    start = jax.jit(init)(jax.random.PRNGKey(3), NGUHParams.create(**s.hparams))
-    whole, rows = run(start, 4)
-    half, first = run(start, 2)
-    path = str(tmp_path / "ckpt")
-    checkpoint.save(path, half, {})
-    restored, _ = checkpoint.load(path, like=half)
-    rest, second = run(restored, 2)
-    for name, value in rows.items():
-        np.testing.assert_array_equal(np.concatenate([first[name], second[name]]), value,
-                                      err_msg=name)
-    jax.tree.map(np.testing.assert_array_equal, rest, whole)
+    half, first, rows = assert_resume_is_exact(
+        agent, env, s.run_config, NGUHParams.create(**s.hparams), jax.random.PRNGKey(3),
+        str(tmp_path / "ckpt"))
     assert float(rows["updates"][-1]) > float(first["updates"][-1]) > 0
     assert isinstance(half.actor.memory, intrinsic.EpisodicMemory)
 
