@@ -59,6 +59,7 @@ from jaxrl57.agents.r2d2 import (
 from jaxrl57.agents.r2d2 import (
     R2D2HParams,
     RecurrentReplayConfig,
+    finish_update,
     make_network,
     make_optimizer,
 )
@@ -543,23 +544,12 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
             updates, opt_state[name] = opt.update(grads[name], state.opt_state[name],
                                                   state.params[name])
             params[name] = optax.apply_updates(state.params[name], updates)
-        num_updates = state.updates + 1
-        copy = jnp.mod(num_updates, jnp.maximum(hp.target_period, 1).astype(jnp.int32)) == 0
-        target_params = jax.tree.map(lambda t, p: jnp.where(copy, p, t), state.target_params,
-                                     params["q"])
         replay = buffer.set_priorities(state.replay, indices, priority, replay_params(hp),
                                        ready)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ready, n, o), new, old)  # noqa: E731
         metrics = {"loss": loss, "q_mean": q_mean, "td_abs": td_abs,
                    "grad_norm": optax.tree.norm(q_grads), "embedding_loss": emb_loss,
                    "rnd_loss": pred_loss}
-        metrics = {k: jnp.where(ready, v, 0.0) for k, v in metrics.items()}
-        metrics["updated"] = ready.astype(jnp.float32)
-        return state._replace(
-            params=keep(params, state.params),
-            target_params=keep(target_params, state.target_params),
-            opt_state=keep(opt_state, state.opt_state), replay=replay,
-            updates=jnp.where(ready, num_updates, state.updates)), metrics
+        return finish_update(state, ready, params, params["q"], opt_state, replay, metrics)
 
     return Agent(init=init, view=view,
                  actor=Actor(init=actor_init, act=make_act(False), observe=actor_observe),

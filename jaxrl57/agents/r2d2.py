@@ -285,6 +285,26 @@ def make_sequence_loss(network: RecurrentQNetwork, config: R2D2Config):
     return loss_fn
 
 
+def finish_update(state, ready, params, online_q, opt_state, replay, metrics):
+    """The end of a recurrent learner's step (R2D2's, NGU's): the target copy of
+    `online_q` every `target_period` updates, and the new params, target,
+    optimizer state and count kept only where `ready` (masked, never branched:
+    `agents.base`); metrics zeroed where not, with `updated`."""
+    hp = state.hparams
+    num_updates = state.updates + 1
+    copy = jnp.mod(num_updates, jnp.maximum(hp.target_period, 1).astype(jnp.int32)) == 0
+    target_params = jax.tree.map(lambda t, p: jnp.where(copy, p, t), state.target_params,
+                                 online_q)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ready, n, o), new, old)  # noqa: E731
+    metrics = {k: jnp.where(ready, v, 0.0) for k, v in metrics.items()}
+    metrics["updated"] = ready.astype(jnp.float32)
+    return state._replace(
+        params=keep(params, state.params),
+        target_params=keep(target_params, state.target_params),
+        opt_state=keep(opt_state, state.opt_state), replay=replay,
+        updates=jnp.where(ready, num_updates, state.updates)), metrics
+
+
 def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
     """Builds R2D2 for `num_envs` lockstep environments of `spec`."""
     config.validate()
@@ -396,22 +416,11 @@ def make_r2d2(config: R2D2Config, spec: EnvSpec, num_envs: int) -> Agent:
             state.params, state.target_params, time_major, start_carry, weights, hp)
         updates, opt_state = make_optimizer(hp).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        num_updates = state.updates + 1
-        copy = jnp.mod(num_updates, jnp.maximum(hp.target_period, 1).astype(jnp.int32)) == 0
-        target_params = jax.tree.map(lambda t, p: jnp.where(copy, p, t), state.target_params,
-                                     params)
         replay = buffer.set_priorities(state.replay, indices, priority, replay_params(hp),
                                        ready)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ready, n, o), new, old)  # noqa: E731
         metrics = {"loss": loss, "q_mean": q_mean, "td_abs": td_abs,
                    "grad_norm": optax.tree.norm(grads)}
-        metrics = {k: jnp.where(ready, v, 0.0) for k, v in metrics.items()}
-        metrics["updated"] = ready.astype(jnp.float32)
-        return state._replace(
-            params=keep(params, state.params),
-            target_params=keep(target_params, state.target_params),
-            opt_state=keep(opt_state, state.opt_state), replay=replay,
-            updates=jnp.where(ready, num_updates, state.updates)), metrics
+        return finish_update(state, ready, params, params, opt_state, replay, metrics)
 
     return Agent(init=init, view=view,
                  actor=Actor(init=actor_init, act=make_act(False), observe=actor_observe),
