@@ -313,6 +313,21 @@ def _layout_difference(stored: list, path_leaves: list) -> str:
     return "; ".join(parts) or "its leaves are in another order or tree"
 
 
+def load_leaves(path: str, contains: str = "") -> dict[str, np.ndarray]:
+    """The stored leaves whose key path (`jax.tree_util.keystr`, e.g.
+    `".learner.arm_returns.pulls"`) contains `contains`, as numpy arrays by path:
+    to look into a run's state (what Agent57's bandits chose, a replay's fill)
+    without building its agent. Only the leaves asked for are read."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
+    with f, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        manifest = _read_manifest(f, path, os.fstat(f.fileno()).st_size)
+        return {e["path"]: _read_leaf(f, path, e, pool) for e in manifest["leaves"]
+                if contains in e["path"]}
+
+
 def load(path: str, like: Any | None = None) -> tuple[Any, dict]:
     """Returns `(state, meta)`. With `like` (the run's state template: arrays, or
     `jax.ShapeDtypeStruct`s as from `jax.eval_shape`), every stored leaf is checked

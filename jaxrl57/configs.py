@@ -46,6 +46,8 @@ def env_family(env_id: str) -> str:
         return "cave"
     if env_id.startswith("jax:DeepSea"):
         return "deepsea"
+    if env_id.startswith("jax:KeyDoor"):
+        return "keydoor"
     if env_id.endswith("-v5"):
         return "atari"
     return "classic"

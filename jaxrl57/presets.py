@@ -270,6 +270,10 @@ R2D2_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
     "atari": (R2D2_ATARI_STATIC, R2D2_ATARI_HPARAMS,
               dict(total_steps=10_000_000, num_envs=8, train_every=4, updates_per_train=1,
                    num_rows=200, eval_episodes=10)),
+    # NGU's KeyDoor rate (one update per env batch), so that an ablation of NGU's
+    # rewards against R2D2 differs in the reward alone.
+    "keydoor": (_R2D2_SMALL[0], _R2D2_SMALL[1], dict(_R2D2_SMALL[2], total_steps=200_000,
+                                                      train_every=1)),
 }
 
 # --- NGU ---------------------------------------------------------------------------
@@ -307,6 +311,9 @@ NGU_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
     # One update per env batch, 4 times R2D2's small rate: the intrinsic reward
     # moves as RND learns, and the values have to keep up with it.
     "deepsea": (_NGU_SMALL[0], _NGU_SMALL[1], dict(_NGU_SMALL[2], total_steps=100_000,
+                                                    train_every=1)),
+    # Episodes of up to 200 steps (size 10): the episodic memory holds a whole one.
+    "keydoor": (_NGU_SMALL[0], _NGU_SMALL[1], dict(_NGU_SMALL[2], total_steps=200_000,
                                                     train_every=1)),
 }
 

@@ -148,6 +148,14 @@ def test_round_trip_of_a_nested_state(tmp_path):
     np.testing.assert_array_equal(leaves[0], saved.inner.w)
     np.testing.assert_array_equal(leaves[1], jax.random.key_data(saved.inner.key))
 
+    # By key path, only those asked for.
+    named = checkpoint.load_leaves(path, contains=".inner.")
+    assert list(named) == [jax.tree_util.keystr(k) for k, _ in
+                           jax.tree_util.tree_flatten_with_path(saved)[0]][:len(named)]
+    assert ".inner.w" in named and not any(".table" in k for k in named)
+    np.testing.assert_array_equal(named[".inner.w"], saved.inner.w)
+    assert len(checkpoint.load_leaves(path)) == 10
+
 
 class _Grown(NamedTuple):  # a state that gained a field since the checkpoint was written
     inner: _Inner

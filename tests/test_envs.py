@@ -21,6 +21,7 @@ from jaxrl57.envs import (
     make_cave,
     make_deep_sea,
     make_env,
+    make_key_door,
 )
 from jaxrl57.envs.cartpole import CartPoleState
 
@@ -41,8 +42,8 @@ def _batch_reset_step(env, num_envs=NUM_ENVS, seed=0):
 
 @pytest.mark.parametrize(
     "env", [make_cartpole(), make_catch(), make_catch(size=16), make_cave(), make_cave(24, 2),
-            make_deep_sea(12)],
-    ids=["cartpole", "catch8", "catch16", "cave48x4", "cave24x2", "deepsea12"],
+            make_deep_sea(12), make_key_door(6)],
+    ids=["cartpole", "catch8", "catch16", "cave48x4", "cave24x2", "deepsea12", "keydoor6"],
 )
 def test_contract_under_jit_and_vmap(env):
     obs0, (state, obs, reward, terminated, truncated) = _batch_reset_step(env)
@@ -274,7 +275,7 @@ def test_registry_makes_jax_envs():
     assert make_env("jax:CartPole-v1").spec.name == "jax:CartPole-v1"
     assert env_spec("jax:Cave", frames=2).obs_shape == (48, 48, 2)
     ids = list_env_ids()
-    assert {"jax:CartPole-v1", "jax:Catch", "jax:Cave", "jax:DeepSea"} <= set(ids)
+    assert {"jax:CartPole-v1", "jax:Catch", "jax:Cave", "jax:DeepSea", "jax:KeyDoor"} <= set(ids)
 
 
 @pytest.mark.envpool

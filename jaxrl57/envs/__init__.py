@@ -5,6 +5,7 @@ JAX envs (kwargs of their makers in brackets):
     jax:CartPole-v1        CartPole-v1 (cartpole.py)
     jax:Catch              Catch of the Keras DQN article [size] (catch.py)
     jax:DeepSea            bsuite's DeepSea, hard exploration [size, mapping_seed] (deep_sea.py)
+    jax:KeyDoor            fetch a key, open a door, reach the goal; sparse [size] (key_door.py)
     jax:Cave               CAVE, the side-scroller of the Keras DQN article [size, frames]
     jax:MaskedCartPole-v1  CartPole-v1 observing positions only (memory.py)
     jax:MaskedPendulum-v1  Pendulum-v1 observing the angle only (memory.py)
@@ -30,6 +31,7 @@ from jaxrl57.envs.cartpole import make_cartpole
 from jaxrl57.envs.catch import make_catch
 from jaxrl57.envs.cave import make_cave
 from jaxrl57.envs.deep_sea import make_deep_sea
+from jaxrl57.envs.key_door import make_key_door
 from jaxrl57.envs.memory import make_masked_cartpole, make_masked_pendulum, make_memory_chain
 from jaxrl57.envs.pendulum import make_pendulum
 
@@ -45,6 +47,7 @@ __all__ = [
     "make_cave",
     "make_deep_sea",
     "make_env",
+    "make_key_door",
     "make_masked_cartpole",
     "make_masked_pendulum",
     "make_memory_chain",
@@ -56,6 +59,7 @@ JAX_ENVS: dict[str, Callable[..., JaxEnv]] = {
     "jax:Catch": make_catch,
     "jax:Cave": make_cave,
     "jax:DeepSea": make_deep_sea,
+    "jax:KeyDoor": make_key_door,
     "jax:MaskedCartPole-v1": make_masked_cartpole,
     "jax:MaskedPendulum-v1": make_masked_pendulum,
     "jax:MemoryChain": make_memory_chain,
