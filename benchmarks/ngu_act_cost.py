@@ -10,8 +10,12 @@ LSTM 512, dueling head); NGU adds the embedding network, RND's target and
 predictor, and the exact 10-nearest-neighbour search of every env's episodic
 memory of 30,000 embeddings of 32 floats, which is full here (the worst case: the
 search scans the whole ring); Agent57 adds its second value network and the
-bandits. Prints the table (seconds per act, ratio to R2D2, actor-state bytes per
-env) and writes JSON. The issue's goal: NGU's act at most 2x R2D2's.
+bandits. A fourth row times the episodic memory step alone (the kNN search, the
+reward of Algorithm 1 and the write, `intrinsic.episodic_memory_step` vmapped
+over the same full memories), the cost the memory adds to an act whatever the
+networks. Prints the table (seconds per act, ratio to R2D2, actor-state bytes
+per env) and writes JSON. The issue's goal: the episodic kNN per env step at
+most 2x R2D2's act.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from _common import run_record, write_results
 
-from jaxrl57 import configs
+from jaxrl57 import configs, intrinsic
 from jaxrl57.envs.base import EnvSpec
 
 SPEC = EnvSpec("MontezumaRevenge-v5", (4, 84, 84), np.uint8, num_actions=18)
@@ -54,6 +58,16 @@ def _actor(agent_name: str, num_envs: int):
     return act, view, actor, obs, state_bytes
 
 
+def _memory_step(ngu_actor, num_envs: int):
+    """`_actor`'s shape for the episodic memory step alone, on NGU's full memories."""
+    act, view, actor, obs, state_bytes = ngu_actor
+    memory = actor.memory
+    step = jax.jit(lambda view, memory, emb, key: jax.vmap(
+        intrinsic.episodic_memory_step)(memory, emb))
+    emb = jax.random.normal(jax.random.PRNGKey(2), (num_envs, memory.embeddings.shape[-1]))
+    return step, view, memory, emb, memory.embeddings.nbytes / num_envs
+
+
 def _time(act, view, actor, obs, key) -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(act(view, actor, obs, key))
@@ -67,8 +81,9 @@ def main() -> int:
     p.add_argument("--json", default=os.path.join("benchmarks", "results", "ngu_act_cost.json"))
     a = p.parse_args()
     record = run_record(envs=a.envs, reps=a.reps)
-    names = ("r2d2", "ngu", "agent57")
-    actors = {n: _actor(n, a.envs) for n in names}
+    names = ("r2d2", "ngu", "agent57", "knn")
+    actors = {n: _actor(n, a.envs) for n in names[:3]}
+    actors["knn"] = _memory_step(actors["ngu"], a.envs)
     for act, view, actor, obs, _ in actors.values():  # compile and warm up
         _time(act, view, actor, obs, jax.random.PRNGKey(0))
     times = {n: [] for n in names}
@@ -76,7 +91,8 @@ def main() -> int:
         for n, (act, view, actor, obs, _) in actors.items():
             times[n].append(_time(act, view, actor, obs, jax.random.PRNGKey(i)))
     rows = {}
-    print(f"\n{'agent':<8} {'act s (median)':>14} {'x r2d2':>7} {'actor state / env':>18}")
+    print(f"\n{'agent':<8} {'act s (median)':>14} {'x r2d2':>7} {'actor state / env':>18}"
+          f"   (knn: the episodic memory step alone, its state the memory)")
     for n in names:
         ratios = [t / r for t, r in zip(times[n], times["r2d2"], strict=True)]
         rows[n] = {"act_s": statistics.median(times[n]), "times_s": times[n],
