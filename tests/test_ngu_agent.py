@@ -259,3 +259,24 @@ def test_the_ablations_split_the_reward_into_its_two_factors():
         NGUConfig(**dict(SMALL, intrinsic_reward="count")).validate()
     with pytest.raises(ValueError, match="relabel_policy needs burn_in"):
         NGUConfig(**dict(SMALL, relabel_policy=True, burn_in=0)).validate()
+
+
+def test_a_non_episodic_intrinsic_value_differs_only_at_terminations():
+    """`intrinsic_episodic=False` bootstraps Agent57's intrinsic head through a
+    termination: the same update gives another loss on sequences with
+    terminations, and the same loss where the replay holds none."""
+    env = envs.make_env("jax:DeepSea", size=5)
+    agents = {flag: make_ngu(NGUConfig(**dict(A57, intrinsic_episodic=flag)), env.spec, E)
+              for flag in (True, False)}
+    learner, _ = _play(agents[True], env, _a57_hparams(learning_starts=1), 30,
+                       jax.random.PRNGKey(6))
+    assert float(jnp.min(learner.replay.steps["discount"][:int(learner.replay.size)])) == 0.0
+    no_ends = learner._replace(replay=learner.replay._replace(steps=dict(
+        learner.replay.steps, discount=jnp.ones_like(learner.replay.steps["discount"]))))
+    key = jax.random.PRNGKey(7)
+    loss = {(flag, ends): float(jax.jit(agents[flag].update)(state, key)[1]["loss"])
+            for flag in (True, False) for ends, state in ((True, learner), (False, no_ends))}
+    assert loss[(True, True)] != pytest.approx(loss[(False, True)], rel=1e-4)
+    assert loss[(True, False)] == pytest.approx(loss[(False, False)], rel=1e-6)
+    with pytest.raises(ValueError, match="intrinsic_episodic"):
+        NGUConfig(**dict(SMALL, intrinsic_episodic=False)).validate()

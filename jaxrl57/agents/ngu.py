@@ -101,6 +101,11 @@ class NGUConfig(RecurrentReplayConfig):
     """Agent57: extrinsic and intrinsic value networks, each trained on its own reward, acting on
     h(h^-1(Q_e) + beta_j h^-1(Q_i)) (Badia et al. 2020b, sec. 4); NGU: one network on the mixed
     reward."""
+    intrinsic_episodic: bool = True
+    """With split_values: the intrinsic value ends at a termination, as the extrinsic one does
+    (the papers); False bootstraps it through, a non-episodic intrinsic return (Burda et al.
+    2019, sec. 2.3), so that an exploratory policy does not lose its future intrinsic reward by
+    ending an episode at a goal."""
     meta_controller: str = "uniform"
     """How an env picks its policy index at each episode start: uniform (NGU), or bandit (Agent57:
     each env's sliding-window UCB on its episodes' extrinsic returns)."""
@@ -115,6 +120,9 @@ class NGUConfig(RecurrentReplayConfig):
 
     def validate(self) -> None:
         super().validate()
+        if not self.intrinsic_episodic and not self.split_values:
+            raise ValueError("intrinsic_episodic=false needs split_values: one network on the "
+                             "mixed reward has one discount for both rewards")
         if self.relabel_policy and self.burn_in < 1:
             raise ValueError("relabel_policy needs burn_in >= 1: a replayed sequence's stored "
                              "state was computed under the index that acted")
@@ -491,9 +499,11 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
         lam = hp.retrace_lambda * (1.0 - after("final").astype(jnp.float32))
         loss, tds, priorities = 0.0, [], []
         for h in heads:
+            through = h == "intrinsic" and not config.intrinsic_episodic
+            discount = gammas[policy] * (1.0 if through else now("discount"))
             head_loss, td, priority = losses.retrace_loss(
                 batch_major(online[h][:-1]), now("action"), rewards[h],
-                gammas[policy] * now("discount"), batch_major(target[h][1:]), after("action"),
+                discount, batch_major(target[h][1:]), after("action"),
                 batch_major(pi), after("behaviour_prob"), lambda_=lam, eta=hp.priority_eta,
                 mask_t=now("mask"), weights=weights, rescale_eps=config.rescale_eps)
             loss, tds, priorities = loss + head_loss, tds + [td], priorities + [priority]
