@@ -1,7 +1,7 @@
 """DeepSea (bsuite's hard-exploration chain): which agents find the treasure,
 and after how many episodes?
 
-    python benchmarks/deep_sea.py [--agents dqn,r2d2,ngu] [--sizes 10,20]
+    python benchmarks/deep_sea.py [--agents dqn,r2d2,ngu,agent57] [--sizes 10,20]
                                   [--seeds 4] [--episodes 10000] [--rows 20] [--json PATH]
 
 For every agent and size, one process per seed runs `jaxrl57 train AGENT --env
@@ -36,7 +36,7 @@ def _solve_point(rows: list[dict], size: int) -> tuple[float | None, float]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--agents", default="dqn,r2d2,ngu")
+    p.add_argument("--agents", default="dqn,r2d2,ngu,agent57")
     p.add_argument("--sizes", default="10,20")
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--episodes", type=int, default=10_000, help="training episodes per run")
