@@ -11,7 +11,11 @@ Each variant is one `jaxrl57 train ... --env jax:KeyDoor --seeds N` program
     lifelong   NGU without the episodic term (`--set intrinsic_reward=lifelong`)
     episodic   NGU without the lifelong term (`--set intrinsic_reward=episodic`)
     r2d2       no intrinsic reward (the same network, sequences and update rate)
-    agent57    Agent57 (split values, the bandit), for reference
+    agent57    Agent57 (split values, the bandit), and its ablations
+               agent57_lifelong and agent57_episodic
+
+`--set intrinsic_episodic=false` (Agent57 only) lets the intrinsic value run on
+through the goal's termination.
 
 Per seed: the training episodes that reached the goal (the return is 1 or 0,
 so a row's mean return times its episodes counts them), the env steps before
@@ -36,6 +40,8 @@ VARIANTS = {
     "episodic": ["ngu", "--set", "intrinsic_reward=episodic"],
     "r2d2": ["r2d2"],
     "agent57": ["agent57"],
+    "agent57_lifelong": ["agent57", "--set", "intrinsic_reward=lifelong"],
+    "agent57_episodic": ["agent57", "--set", "intrinsic_reward=episodic"],
 }
 
 

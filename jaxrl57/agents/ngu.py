@@ -103,9 +103,9 @@ class NGUConfig(RecurrentReplayConfig):
     reward."""
     intrinsic_episodic: bool = True
     """With split_values: the intrinsic value ends at a termination, as the extrinsic one does
-    (the papers); False bootstraps it through, a non-episodic intrinsic return (Burda et al.
-    2019, sec. 2.3), so that an exploratory policy does not lose its future intrinsic reward by
-    ending an episode at a goal."""
+    (one episode end for both, as NGU's single network has); False bootstraps it through, a
+    non-episodic intrinsic return (Burda et al. 2019, sec. 2.3), so that an exploratory policy
+    does not lose its future intrinsic reward by ending an episode at a goal."""
     meta_controller: str = "uniform"
     """How an env picks its policy index at each episode start: uniform (NGU), or bandit (Agent57:
     each env's sliding-window UCB on its episodes' extrinsic returns)."""
