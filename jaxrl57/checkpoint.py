@@ -38,6 +38,7 @@ casts a stored array to the target's dtype instead of refusing it.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import math
@@ -313,17 +314,23 @@ def _layout_difference(stored: list, path_leaves: list) -> str:
     return "; ".join(parts) or "its leaves are in another order or tree"
 
 
-def load_leaves(path: str, contains: str = "") -> dict[str, np.ndarray]:
-    """The stored leaves whose key path (`jax.tree_util.keystr`, e.g.
-    `".learner.arm_returns.pulls"`) contains `contains`, as numpy arrays by path:
-    to look into a run's state (what Agent57's bandits chose, a replay's fill)
-    without building its agent. Only the leaves asked for are read."""
+@contextlib.contextmanager
+def _opened(path: str):
+    """(file, a one-thread pool for hashing while reading, the checked manifest)."""
     try:
         f = open(path, "rb")
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
     with f, concurrent.futures.ThreadPoolExecutor(1) as pool:
-        manifest = _read_manifest(f, path, os.fstat(f.fileno()).st_size)
+        yield f, pool, _read_manifest(f, path, os.fstat(f.fileno()).st_size)
+
+
+def load_leaves(path: str, contains: str = "") -> dict[str, np.ndarray]:
+    """The stored leaves whose key path (`jax.tree_util.keystr`, e.g.
+    `".learner.arm_returns.pulls"`) contains `contains`, as numpy arrays by path:
+    to look into a run's state (what Agent57's bandits chose, a replay's fill)
+    without building its agent. Only the leaves asked for are read."""
+    with _opened(path) as (f, pool, manifest):
         return {e["path"]: _read_leaf(f, path, e, pool) for e in manifest["leaves"]
                 if contains in e["path"]}
 
@@ -334,12 +341,7 @@ def load(path: str, like: Any | None = None) -> tuple[Any, dict]:
     against it before it is read, and the state comes back in its tree structure,
     each leaf placed with the sharding of the template's leaf (numpy leaves stay
     numpy); without, the state is the list of leaves as numpy arrays."""
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
-    with f, concurrent.futures.ThreadPoolExecutor(1) as pool:
-        manifest = _read_manifest(f, path, os.fstat(f.fileno()).st_size)
+    with _opened(path) as (f, pool, manifest):
         if like is None:
             return [_read_leaf(f, path, e, pool) for e in manifest["leaves"]], manifest["meta"]
         like_leaves, treedef = _check_like(path, manifest, like)
