@@ -312,7 +312,8 @@ NGU_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
     # moves as RND learns, and the values have to keep up with it.
     "deepsea": (_NGU_SMALL[0], _NGU_SMALL[1], dict(_NGU_SMALL[2], total_steps=100_000,
                                                     train_every=1)),
-    # Episodes of up to 200 steps (size 10): the episodic memory holds a whole one.
+    # DeepSea's update rate; the small memory (1,000 embeddings) holds a whole
+    # episode (2 size^2 steps) up to size 22.
     "keydoor": (_NGU_SMALL[0], _NGU_SMALL[1], dict(_NGU_SMALL[2], total_steps=200_000,
                                                     train_every=1)),
 }
