@@ -17,9 +17,9 @@ with the key the same cells are new states. It is the structure of MiniGrid's
 DoorKey in a fixed layout, written in JAX so that the whole training loop runs
 in one program (`runners.on_device`) and on small networks. MiniGrid allows
 `10 * size**2` steps; `2 * size**2` keeps a uniformly random policy's chance
-of the goal at about 1 in 360 episodes at size 8 and 1 in 2,000 at size 10
-(`tests/test_key_door.py` measures it), so dithering exploration rarely sees
-a reward, while an agent that covers each room once per episode has time to.
+of the goal at about 1 in 680 episodes at size 8 and 1 in 930 at size 10
+(`tests/test_key_door.py` checks it), so dithering exploration rarely sees a
+reward, while an agent that covers each room once per episode has time to.
 
 Observation: float32 `[size, size, 2]`: channel 0 is 1 at the agent's cell,
 channel 1 is 1 at the key's cell while the key lies on the floor. The walls,
