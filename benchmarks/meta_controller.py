@@ -27,29 +27,27 @@ import tempfile
 import numpy as np
 from _common import command_line, run_train, write_results
 
-from jaxrl57 import checkpoint, configs, exploration
+from jaxrl57 import bandit, checkpoint, configs, exploration
 
 TASKS = {"cartpole": ("jax:CartPole-v1", 100_000), "memory": ("jax:MemoryChain", 40_000)}
 EXPLOITATIVE = 3  # arms j = 0, 1, 2
 
 
 def arm_record(path: str, member: int, betas: np.ndarray) -> dict:
-    """What the learner recorded of one member's bandit-chosen episodes."""
-    leaves = checkpoint.load_leaves(path, contains=".arm_returns.")
-    pulls = leaves[".agent.arm_returns.pulls"][member]
-    arms = leaves[".agent.arm_returns.arms"][member]
-    rewards = leaves[".agent.arm_returns.rewards"][member]
-    played = arms >= 0
-    num = len(pulls)
-    window = np.bincount(arms[played], minlength=num)
-    sums = np.bincount(arms[played], weights=rewards[played], minlength=num)
-    means = np.where(window > 0, sums / np.maximum(window, 1), -np.inf)
-    return {"pulls_all": pulls.tolist(), "pulls_window": window.tolist(),
-            "window_episodes": int(played.sum()),
-            "exploitative_share_window": float(window[:EXPLOITATIVE].sum() / max(1, played.sum())),
-            "mean_beta_window": float((window * betas).sum() / max(1, played.sum())),
-            "evaluator_arm": int(np.argmax(means)),
-            "window_mean_return": [None if not np.isfinite(m) else float(m) for m in means]}
+    """What the learner recorded of one member's bandit-chosen episodes, read
+    through `jaxrl57.bandit` (the evaluator's own window means and choice)."""
+    leaves = checkpoint.load_leaves(path, contains=".agent.arm_returns.")
+    record = bandit.UCBState(**{name: leaves[f".agent.arm_returns.{name}"][member]
+                                for name in bandit.UCBState._fields})
+    means, window = (np.asarray(x) for x in bandit.window_means(record))
+    episodes = max(1, int(window.sum()))
+    return {"pulls_all": record.pulls.tolist(), "pulls_window": window.astype(int).tolist(),
+            "window_episodes": int(window.sum()),
+            "exploitative_share_window": float(window[:EXPLOITATIVE].sum() / episodes),
+            "mean_beta_window": float((window * betas).sum() / episodes),
+            "evaluator_arm": int(bandit.greedy_arm(record)),
+            "window_mean_return": [float(m) if n > 0 else None
+                                   for m, n in zip(means, window, strict=True)]}
 
 
 def main() -> int:
