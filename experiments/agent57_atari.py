@@ -33,6 +33,7 @@ SETTINGS = {
     "num_policies": "32", "intrinsic_beta": "0.3", "retrace_lambda": "0.95",
     "memory_capacity": "30000", "num_neighbors": "10", "embedding_size": "32",
     "learning_rate": "0.0001", "target_period": "2500", "batch_size": "64",
+    "obs_norm_steps": "51200",  # RND's normaliser warm-up, as ngu_atari.py
 }
 
 if __name__ == "__main__":

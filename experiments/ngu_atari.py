@@ -14,9 +14,9 @@ size 32 per env (k = 10 neighbours, kernel epsilon 1e-4, cluster distance
 at 5e-4. Whole games, unclipped rewards, no lost-life episode ends, as R2D2.
 
 `--smoke` shrinks everything (4 envs, sequences of 20 with burn-in 5, batch 4,
-replay of 64 sequences, memories of 1,000, 1,200 env steps, one evaluation
-episode of at most 300 steps) to check that the pipeline runs end to end on a
-CPU; the score is that of a random policy.
+replay of 64 sequences, memories of 1,000, a warm-up of 200 random steps,
+1,200 env steps, one evaluation episode of at most 300 steps) to check that the
+pipeline runs end to end on a CPU; the score is that of a random policy.
 
     python experiments/ngu_atari.py [--smoke] [--env GAME-v5] [--out DIR] [...]
 """
@@ -27,7 +27,8 @@ from _atari import run
 
 SMOKE = ["--steps", "1200", "--set", "num_envs=4", "--set", "trace_length=14", "--set", "burn_in=5",
          "--set", "period=10", "--set", "batch_size=4", "--set", "replay_capacity=64",
-         "--set", "memory_capacity=1000", "--set", "learning_starts=8", "--set", "num_rows=2",
+         "--set", "memory_capacity=1000", "--set", "learning_starts=8",
+         "--set", "obs_norm_steps=200", "--set", "num_rows=2",
          "--set", "eval_episodes=1", "--set", "eval_max_steps=300"]
 
 AGENT, ENV = "ngu", "MontezumaRevenge-v5"
@@ -44,6 +45,9 @@ SETTINGS = {
     "kernel_epsilon": "0.0001", "cluster_distance": "0.008", "pseudo_count": "0.001",
     "max_similarity": "8", "max_modulator": "5",  # Algorithm 1's constants and L
     "intrinsic_learning_rate": "0.0005",  # embedding and RND Adam step size
+    # RND's normaliser warm-up (Burda et al. 2019, sec. 2.4; its code's 128 x 50
+    # random steps in each env), 8 envs:
+    "obs_norm_steps": "51200",
     "learning_rate": "0.0001", "optimizer_eps": "0.001", "target_period": "2500",
     "batch_size": "64", "replay_capacity": "2500",  # sequences (R2D2's replay, scaled)
 }

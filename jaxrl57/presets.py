@@ -290,12 +290,13 @@ NGU_PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
 }
 # The small tasks: R2D2's small network and sequences, 16 policies (Agent57's
 # discount family needs 10 or more), an episodic memory as long as the longest
-# small episode, and smaller embedding and RND outputs.
+# small episode, smaller embedding and RND outputs, and a warm-up of RND's
+# normaliser as short as R2D2's replay start (64 sequences of 10 new steps).
 _NGU_SMALL = (
     dict(_R2D2_SMALL[0], num_policies=16, memory_capacity=1_000, intrinsic_hidden=(64,),
          rnd_output_size=64),
     dict({k: v for k, v in _R2D2_SMALL[1].items() if k != "discount"},
-         intrinsic_learning_rate=1e-3, novelty_window=5_000),
+         intrinsic_learning_rate=1e-3, novelty_window=5_000, obs_norm_steps=640),
     _R2D2_SMALL[2],
 )
 _NGU_SMALL[0].pop("n_step")

@@ -20,6 +20,12 @@ SMALL = dict(hidden_sizes=(16,), core_size=16, head_hidden=(16,), burn_in=2, tra
              num_neighbors=3, embedding_size=8, rnd_output_size=8, intrinsic_hidden=(16,))
 
 
+def _ngu_hparams(**extra):
+    """The DeepSea preset's, without the RND warm-up (its own test below) unless asked."""
+    return NGUHParams.create(**dict(configs.resolve("ngu", "jax:DeepSea", {}).hparams,
+                                    **dict(dict(obs_norm_steps=0), **extra)))
+
+
 def _agent(size=6):
     env = envs.make_env("jax:DeepSea", size=size)
     return make_ngu(NGUConfig(**SMALL), env.spec, E), env
@@ -53,7 +59,7 @@ def _play(agent, env, hp, steps, key, learner=None, evaluation=False):
 
 def test_the_policy_index_is_drawn_at_episode_starts_and_kept_within_an_episode():
     agent, env = _agent(size=5)
-    hp = NGUHParams.create(**configs.resolve("ngu", "jax:DeepSea", {}).hparams)
+    hp = _ngu_hparams()
     _, (policy, reset, r_i, size) = _play(agent, env, hp, 25, jax.random.PRNGKey(1))
     assert reset[0].all() and reset[5].all() and not reset[1:5].any()  # episodes of 5
     for start in range(0, 25, 5):
@@ -69,7 +75,7 @@ def test_the_policy_index_is_drawn_at_episode_starts_and_kept_within_an_episode(
 
 def test_the_replay_holds_rewards_policy_and_behaviour_probabilities():
     agent, env = _agent(size=5)
-    hp = NGUHParams.create(**configs.resolve("ngu", "jax:DeepSea", {}).hparams)
+    hp = _ngu_hparams()
     learner, (policy, _, r_i, _) = _play(agent, env, hp, 6, jax.random.PRNGKey(4))
     ring = learner.replay.ring_steps  # [E, seq_len = 9, ...]: pushes 0..8 in slots 0..8
     # Five steps of the first episode, its final observation, then the next episode.
@@ -90,7 +96,7 @@ def test_the_replay_holds_rewards_policy_and_behaviour_probabilities():
 
 
 def test_family_tables_follow_the_hyperparameters():
-    hp = NGUHParams.create(**configs.resolve("ngu", "jax:DeepSea", {}).hparams)
+    hp = _ngu_hparams()
     betas, gammas = family_tables(hp, 8)
     assert betas[0] == 0.0 and float(betas[-1]) == pytest.approx(0.3)
     assert float(gammas[0]) == pytest.approx(0.997) and float(gammas[-1]) == pytest.approx(0.99)
@@ -100,8 +106,7 @@ def test_family_tables_follow_the_hyperparameters():
 def test_updates_train_all_three_networks_under_vmap_and_compile_once(relabel):
     env = envs.make_env("jax:DeepSea", size=5)
     agent = make_ngu(NGUConfig(**dict(SMALL, relabel_policy=relabel)), env.spec, E)
-    hp = NGUHParams.create(**dict(configs.resolve("ngu", "jax:DeepSea", {}).hparams,
-                                  learning_starts=1))
+    hp = _ngu_hparams(learning_starts=1)
     learner, _ = _play(agent, env, hp, 30, jax.random.PRNGKey(6))
     learners = jax.tree.map(lambda x: jnp.stack([x, x]), learner)
     update = jax.jit(jax.vmap(agent.update))
@@ -133,7 +138,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_pat
         **{k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
            for k, v in SMALL.items()},
         "total_steps": "640", "num_rows": "4", "eval_episodes": "2", "learning_starts": "4",
-        "num_envs": str(E)})
+        "obs_norm_steps": "100", "num_envs": str(E)})
     env = envs.make_env("jax:DeepSea", size=5)
     agent = make_ngu(s.agent_config, env.spec, s.run_config.num_envs)
     half, first, rows = assert_resume_is_exact(
@@ -154,7 +159,7 @@ def _agent57(size=5):
 
 def _a57_hparams(**extra):
     return NGUHParams.create(**dict(configs.resolve("agent57", "jax:DeepSea", {}).hparams,
-                                    **extra))
+                                    **dict(dict(obs_norm_steps=0), **extra)))
 
 
 def test_agent57_bandits_learn_each_episode_return_and_choose_the_next_policy():
@@ -243,7 +248,7 @@ def test_the_ablations_split_the_reward_into_its_two_factors():
     """r_i = r_episodic * clip(alpha, 1, L): the 'episodic' ablation gives the first
     factor, 'lifelong' the second, from the same learner and observations."""
     env = envs.make_env("jax:DeepSea", size=6)
-    hp = NGUHParams.create(**configs.resolve("ngu", "jax:DeepSea", {}).hparams)
+    hp = _ngu_hparams()
     rewards = {}
     for kind in ("ngu", "episodic", "lifelong"):
         agent = make_ngu(NGUConfig(**dict(SMALL, intrinsic_reward=kind)), env.spec, E)
@@ -280,3 +285,34 @@ def test_a_non_episodic_intrinsic_value_differs_only_at_terminations():
     assert loss[(True, False)] == pytest.approx(loss[(False, False)], rel=1e-6)
     with pytest.raises(ValueError, match="intrinsic_episodic"):
         NGUConfig(**dict(SMALL, intrinsic_episodic=False)).validate()
+
+
+def test_rnd_normaliser_warms_up_on_a_random_policy_before_any_learning():
+    """Burda et al. 2019, sec. 2.4: the first `obs_norm_steps` env steps act
+    uniformly and only feed the observation statistics; the modulator is 1
+    (the episodic reward alone), the error statistics and the learner wait."""
+    agent, env = _agent(size=5)
+    episodic_only = make_ngu(NGUConfig(**dict(SMALL, intrinsic_reward="episodic")), env.spec, E)
+    warm = 5 * E
+    hp = _ngu_hparams(obs_norm_steps=warm, learning_starts=1)
+    key = jax.random.PRNGKey(8)
+    learner, (_, _, r_i, _) = _play(agent, env, hp, 10, key)
+    _, (_, _, r_episodic, _) = _play(episodic_only, env, hp, 10, key)
+    np.testing.assert_allclose(r_i[:5], r_episodic[:5], rtol=1e-6)
+    assert np.any(np.abs(r_i[5:] - r_episodic[5:]) > 1e-3)
+    assert float(learner.obs_stats.count) == 10 * E
+    assert float(learner.error_stats.count) == 5 * E  # only the steps after the warm-up
+    # Uniform actions during the warm-up, the Ape-X epsilons after it.
+    start = agent.init(jax.random.PRNGKey(0), hp)
+    actor = agent.actor.init(agent.view(start), E)
+    obs = jax.vmap(env.reset)(jax.random.split(key, E))[1]
+    for env_steps, uniform in ((warm - 1, True), (warm, False)):
+        view = agent.view(start)._replace(env_steps=jnp.asarray(env_steps, jnp.int32))
+        _, acted = agent.actor.act(view, actor, obs, key)
+        assert np.all(np.asarray(acted.behaviour_prob) == 0.5) == uniform
+    # No update before the warm-up ends, whatever the replay holds.
+    assert bool(agent.can_update(learner))
+    late = make_ngu(NGUConfig(**SMALL), env.spec, E)
+    waiting, _ = _play(late, env, _ngu_hparams(obs_norm_steps=10 * E + 1, learning_starts=1),
+                       10, key)
+    assert not bool(late.can_update(waiting))

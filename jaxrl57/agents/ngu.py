@@ -10,7 +10,9 @@ with stored state and burn-in, prioritised by `losses.r2d2_priority`):
   earlier embeddings (`intrinsic.episodic_memory_step`: NGU Algorithm 1, the
   memory emptied at every episode start), and multiplies that by RND's
   lifelong modulator alpha in [1, L] (`intrinsic.lifelong_modulator` on the
-  predictor's error over the observation normalised by running statistics).
+  predictor's error over the observation normalised by running statistics,
+  which a uniformly random policy initialises for `obs_norm_steps` env steps
+  before any learning, as RND's code does).
   The reward r_i of step t is that of its observation x_t, as Algorithm 1
   computes r_t^i from f(x_t) against f(x_0..x_{t-1}); the action that reached
   x_t receives it through the bootstrap of the step before.
@@ -186,18 +188,26 @@ class NGUHParams(R2D2HParams):
     """Samples the running statistics of novelty weigh, older ones fading: RND's errors (per env
     step) and each env's mean neighbour distance d_m^2 (per distance). Both drift as the
     networks learn; against all-time statistics every later state would look familiar."""
+    obs_norm_steps: jax.Array
+    """Env steps (over all envs) of a uniformly random policy that initialise RND's observation
+    normalisation before any learning (Burda et al. 2019, sec. 2.4); meanwhile the lifelong
+    modulator is held at 1 and the error statistics wait, since errors against a normaliser of
+    a few observations say nothing about novelty."""
 
     @classmethod
     def create(cls, **values: Any) -> NGUHParams:
         return hparams_from_values(cls, DEFAULT_HPARAMS, values)
 
 
-# Badia et al. 2020a, Table 6 (the R2D2 values it shares stay R2D2's).
+# Badia et al. 2020a, Table 6 (the R2D2 values it shares stay R2D2's). NGU gives
+# no warm-up for RND's normaliser; RND's code steps a random agent 128 x 50 times
+# in each env (`collect_random_statistics`), here for R2D2's 8 Atari envs.
 DEFAULT_HPARAMS: dict[str, float] = dict(
     R2D2_DEFAULT_HPARAMS, discount=0.997, discount_min=0.99, intrinsic_beta=0.3,
     retrace_lambda=0.95, intrinsic_learning_rate=5e-4, kernel_epsilon=1e-4,
     cluster_distance=0.008, pseudo_count=1e-3, max_similarity=8.0, max_modulator=5.0,
-    discount_mid=0.997, bandit_beta=1.0, bandit_epsilon=0.5, novelty_window=100_000)
+    discount_mid=0.997, bandit_beta=1.0, bandit_epsilon=0.5, novelty_window=100_000,
+    obs_norm_steps=128 * 50 * 8)
 
 
 class NGUState(NamedTuple):
@@ -365,6 +375,10 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
             drawn = jax.random.randint(key, (n,), 0, N, jnp.int32)
         return jnp.where(actor.reset, drawn, actor.policy)
 
+    def warming_up(view: ActorView) -> jax.Array:
+        """Whether RND's observation normaliser is still being initialised."""
+        return view.env_steps < view.hparams.obs_norm_steps
+
     def intrinsic_rewards(view: ActorView, memory, obs, hp: NGUHParams):
         """(r_i [n], memory, RND error [n]) of the observations `obs` [n, ...]."""
         p = view.params
@@ -376,7 +390,8 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
             distance_window=hp.novelty_window)
         episodic, memory = jax.vmap(step)(memory, emb)
         error = rnd_errors(p["rnd"], p["rnd_target"], p["obs_stats"], obs)
-        alpha = intrinsic.lifelong_modulator(error, p["error_stats"])
+        alpha = jnp.where(warming_up(view), 1.0,
+                          intrinsic.lifelong_modulator(error, p["error_stats"]))
         if config.intrinsic_reward == "episodic":
             alpha = jnp.ones_like(alpha)
         elif config.intrinsic_reward == "lifelong":
@@ -396,8 +411,11 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
                                         actor.prev_reward[None], actor.reset[None],
                                         policy[None], actor.carry, betas)
             q = q[0]
-            epsilons = (hp.eval_epsilon if evaluation else
-                        exploration.apex_epsilons(n, hp.epsilon, hp.epsilon_alpha))
+            if evaluation:
+                epsilons = hp.eval_epsilon
+            else:  # RND's random agent while the normaliser warms up
+                epsilons = jnp.where(warming_up(view), 1.0,
+                                     exploration.apex_epsilons(n, hp.epsilon, hp.epsilon_alpha))
             action = exploration.epsilon_greedy(act_key, q, epsilons)
             probs = exploration.epsilon_greedy_probs(q, epsilons)
             mu = jnp.take_along_axis(probs, action[:, None], axis=-1)[:, 0]
@@ -461,11 +479,14 @@ def make_ngu(config: NGUConfig, spec: EnvSpec, num_envs: int) -> Agent:
             replay=replay, env_steps=state.env_steps + steps.obs.shape[0],
             arm_returns=arm_returns,
             obs_stats=intrinsic.running_stats_update(state.obs_stats, steps.obs),
-            error_stats=intrinsic.running_stats_update(state.error_stats, actor.rnd_error,
-                                                       max_count=state.hparams.novelty_window))
+            error_stats=intrinsic.running_stats_update(
+                state.error_stats, actor.rnd_error,
+                mask=jnp.full(E, state.env_steps >= state.hparams.obs_norm_steps),
+                max_count=state.hparams.novelty_window))
 
     def can_update(state: NGUState):
-        return buffer.can_sample(state.replay, state.hparams.learning_starts)
+        return (buffer.can_sample(state.replay, state.hparams.learning_starts)
+                & (state.env_steps >= state.hparams.obs_norm_steps))
 
     burn = config.burn_in
 
