@@ -314,7 +314,7 @@ NGU_FAMILY_DEFAULTS: dict[str, tuple[dict, dict, dict]] = {
     # observations are one-hot cells: at the small tasks' 1e-3 RND's predictor
     # learns a cell from one or two visits, so its modulator only tells a cell
     # never seen from one seen; a slower predictor keeps a count-like decay
-    # (below Table 6's 5e-4).
+    # (below Table 6's 5e-4, which the embedding shares).
     "deepsea": (_NGU_SMALL[0], dict(_NGU_SMALL[1], intrinsic_learning_rate=2e-4),
                 dict(_NGU_SMALL[2], total_steps=100_000, train_every=1)),
     # DeepSea's update rate; the small memory (1,000 embeddings) holds a whole
