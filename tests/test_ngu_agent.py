@@ -20,10 +20,10 @@ SMALL = dict(hidden_sizes=(16,), core_size=16, head_hidden=(16,), burn_in=2, tra
              num_neighbors=3, embedding_size=8, rnd_output_size=8, intrinsic_hidden=(16,))
 
 
-def _ngu_hparams(**extra):
+def _deep_sea_hparams(agent_name="ngu", **extra):
     """The DeepSea preset's, without the RND warm-up (its own test below) unless asked."""
-    return NGUHParams.create(**dict(configs.resolve("ngu", "jax:DeepSea", {}).hparams,
-                                    **dict(dict(obs_norm_steps=0), **extra)))
+    return NGUHParams.create(**{**configs.resolve(agent_name, "jax:DeepSea", {}).hparams,
+                                "obs_norm_steps": 0, **extra})
 
 
 def _agent(size=6):
@@ -59,7 +59,7 @@ def _play(agent, env, hp, steps, key, learner=None, evaluation=False):
 
 def test_the_policy_index_is_drawn_at_episode_starts_and_kept_within_an_episode():
     agent, env = _agent(size=5)
-    hp = _ngu_hparams()
+    hp = _deep_sea_hparams()
     _, (policy, reset, r_i, size) = _play(agent, env, hp, 25, jax.random.PRNGKey(1))
     assert reset[0].all() and reset[5].all() and not reset[1:5].any()  # episodes of 5
     for start in range(0, 25, 5):
@@ -75,7 +75,7 @@ def test_the_policy_index_is_drawn_at_episode_starts_and_kept_within_an_episode(
 
 def test_the_replay_holds_rewards_policy_and_behaviour_probabilities():
     agent, env = _agent(size=5)
-    hp = _ngu_hparams()
+    hp = _deep_sea_hparams()
     learner, (policy, _, r_i, _) = _play(agent, env, hp, 6, jax.random.PRNGKey(4))
     ring = learner.replay.ring_steps  # [E, seq_len = 9, ...]: pushes 0..8 in slots 0..8
     # Five steps of the first episode, its final observation, then the next episode.
@@ -96,7 +96,7 @@ def test_the_replay_holds_rewards_policy_and_behaviour_probabilities():
 
 
 def test_family_tables_follow_the_hyperparameters():
-    hp = _ngu_hparams()
+    hp = _deep_sea_hparams()
     betas, gammas = family_tables(hp, 8)
     assert betas[0] == 0.0 and float(betas[-1]) == pytest.approx(0.3)
     assert float(gammas[0]) == pytest.approx(0.997) and float(gammas[-1]) == pytest.approx(0.99)
@@ -106,7 +106,7 @@ def test_family_tables_follow_the_hyperparameters():
 def test_updates_train_all_three_networks_under_vmap_and_compile_once(relabel):
     env = envs.make_env("jax:DeepSea", size=5)
     agent = make_ngu(NGUConfig(**dict(SMALL, relabel_policy=relabel)), env.spec, E)
-    hp = _ngu_hparams(learning_starts=1)
+    hp = _deep_sea_hparams(learning_starts=1)
     learner, _ = _play(agent, env, hp, 30, jax.random.PRNGKey(6))
     learners = jax.tree.map(lambda x: jnp.stack([x, x]), learner)
     update = jax.jit(jax.vmap(agent.update))
@@ -158,8 +158,7 @@ def _agent57(size=5):
 
 
 def _a57_hparams(**extra):
-    return NGUHParams.create(**dict(configs.resolve("agent57", "jax:DeepSea", {}).hparams,
-                                    **dict(dict(obs_norm_steps=0), **extra)))
+    return _deep_sea_hparams("agent57", **extra)
 
 
 def test_agent57_bandits_learn_each_episode_return_and_choose_the_next_policy():
@@ -248,7 +247,7 @@ def test_the_ablations_split_the_reward_into_its_two_factors():
     """r_i = r_episodic * clip(alpha, 1, L): the 'episodic' ablation gives the first
     factor, 'lifelong' the second, from the same learner and observations."""
     env = envs.make_env("jax:DeepSea", size=6)
-    hp = _ngu_hparams()
+    hp = _deep_sea_hparams()
     rewards = {}
     for kind in ("ngu", "episodic", "lifelong"):
         agent = make_ngu(NGUConfig(**dict(SMALL, intrinsic_reward=kind)), env.spec, E)
@@ -294,7 +293,7 @@ def test_rnd_normaliser_warms_up_on_a_random_policy_before_any_learning():
     agent, env = _agent(size=5)
     episodic_only = make_ngu(NGUConfig(**dict(SMALL, intrinsic_reward="episodic")), env.spec, E)
     warm = 5 * E
-    hp = _ngu_hparams(obs_norm_steps=warm, learning_starts=1)
+    hp = _deep_sea_hparams(obs_norm_steps=warm, learning_starts=1)
     key = jax.random.PRNGKey(8)
     learner, (_, _, r_i, _) = _play(agent, env, hp, 10, key)
     _, (_, _, r_episodic, _) = _play(episodic_only, env, hp, 10, key)
@@ -313,6 +312,6 @@ def test_rnd_normaliser_warms_up_on_a_random_policy_before_any_learning():
     # No update before the warm-up ends, whatever the replay holds.
     assert bool(agent.can_update(learner))
     late = make_ngu(NGUConfig(**SMALL), env.spec, E)
-    waiting, _ = _play(late, env, _ngu_hparams(obs_norm_steps=10 * E + 1, learning_starts=1),
+    waiting, _ = _play(late, env, _deep_sea_hparams(obs_norm_steps=10 * E + 1, learning_starts=1),
                        10, key)
     assert not bool(late.can_update(waiting))
